@@ -1,0 +1,91 @@
+# aunet: every target depends on the project's virtual environment (.venv), so on a fresh clone
+# `make train EXP=reparam` and `make test` are the whole set-up.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where pip finds the torch 2.13.0 build. Empty = pip's configured indexes (a local CPU wheel
+# here); CI on GitHub sets https://download.pytorch.org/whl/cpu; a CUDA cluster sets its own.
+TORCH_INDEX ?=
+TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+
+# albumentations checks PyPI for a newer release on import; runs must never touch the network.
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PYTHONUNBUFFERED := 1
+
+# Experiment knobs (see README): make train EXP=reparam DATA=synthetic FOLD=1 FAN=path RESUME=1
+EXP ?= reparam
+DATA ?= synthetic
+FOLD ?=
+FAN ?=
+RESUME ?=
+LAUNCH ?= local
+ROOT ?=
+ARGS ?=
+QUICK ?=
+
+.PHONY: help install test test-slow lint format train cv prep fan bench bench-complexity \
+	table robustness clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+# torch goes in first, alone and pinned, so that nothing installed later can choose another build;
+# the check after the install fails loudly if a CUDA wheel got in anyway.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_INDEX_FLAG) torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,prep]"
+	@if $(PY) -m pip list --format=freeze | grep -iE '^(nvidia-|triton)'; then \
+		echo "error: a CUDA package entered .venv; torch must stay the pinned 2.13.0 build" >&2; exit 1; fi
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with torch 2.13.0 and aunet[dev,prep] (no-op when up to date)
+
+test: $(STAMP)  ## the fast test suite (what CI runs)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)  ## the slow tests (SLURM cluster, kill/resume, 256x256 models)
+	$(PY) -m pytest -m slow -q
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+train: $(STAMP)  ## train one experiment: EXP=reparam DATA=synthetic [FOLD=k] [FAN=path] [RESUME=1] [ARGS=...]
+	$(PY) -m aunet.launch train --exp $(EXP) --data $(DATA) $(if $(FOLD),--fold $(FOLD)) \
+		$(if $(FAN),--fan $(FAN)) $(if $(RESUME),--resume) -- $(ARGS)
+
+cv: $(STAMP)  ## cross-validate: EXP=adapt DATA=disfa [LAUNCH=local|slurm] [ARGS=...]
+	$(PY) -m aunet.launch cv --exp $(EXP) --data $(DATA) --launch $(LAUNCH) \
+		$(if $(FAN),--fan $(FAN)) -- $(ARGS)
+
+prep: $(STAMP)  ## convert a dataset to HDF5: DATA=disfa ROOT=/path/to/DISFA [ARGS=...]
+	$(PY) -m data_prep $(DATA) $(if $(ROOT),--root $(ROOT)) --out data/$(DATA).h5 $(ARGS)
+
+fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w_lp.h5] (default: synthetic landmark faces)
+	$(PY) -m aunet.launch fan $(if $(FAN_DATA),--data $(FAN_DATA)) -- $(ARGS)
+
+bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)
+	$(PY) -m bench $(if $(QUICK),--quick)
+
+bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> bench/results/complexity.json
+	$(PY) -m bench.complexity
+
+table: $(STAMP)  ## reproduce Table 2 on DATA=<dataset> [EXPS="scratch adapt ..."] [LAUNCH=...]
+	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
+
+robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=adapt DATA=synthetic
+	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) -- $(ARGS)
+
+clean:  ## remove caches (keeps .venv, data, runs and checkpoints)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
