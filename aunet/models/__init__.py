@@ -1,0 +1,1 @@
+"""Neural networks: ConvBlock, Hourglass, FAN, AU-Net, the transfer strategies and ResNet-18."""

@@ -1,0 +1,1 @@
+"""LightningModules (AU heatmap regression, FAN pre-training) and their callbacks."""
