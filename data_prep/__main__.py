@@ -8,37 +8,55 @@ import sys
 
 import aunet  # noqa: F401  (sets the environment for quiet, offline imports)
 
-#: Sub-command -> (module, one-line description). Converter modules import their optional,
-#: heavy dependencies (dlib, the video decoder) inside functions, so building this parser needs
-#: none of them.
+#: Sub-command -> (module, one-line description). Only the chosen sub-command's module is
+#: imported (its ``configure`` adds its arguments), so one converter's dependencies never stand
+#: in the way of another, and ``--help`` lists them all without importing any.
 CONVERTERS: dict[str, tuple[str, str]] = {
     "disfa": ("data_prep.disfa", "DISFA: left-camera videos, AU labels, 66-point landmarks"),
     "bp4d": ("data_prep.bp4d", "BP4D / FERA2015 intensity: frames and AU_INT labels"),
-    "manifest": ("data_prep.manifest", "any dataset described by a CSV manifest (e.g. FERA2017)"),
+    "manifest": ("data_prep.manifest", "any dataset described by a CSV manifest"),
+    "fera2017": ("data_prep.manifest", "FERA2017 from a CSV manifest (manifest --name fera2017)"),
     "300w-lp": ("data_prep.lp300w", "300W-LP landmark faces for FAN pre-training (no AUs)"),
     "synthetic": ("data_prep.synthetic", "procedural faces with exact landmarks and 12 AUs"),
 }
+#: Argument defaults a sub-command sets on top of its module's (a preset of a generic converter).
+PRESETS: dict[str, dict[str, object]] = {"fera2017": {"name": "fera2017"}}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-command per converter."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; the sub-command named in ``argv`` gets its converter's arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m data_prep",
         description="Convert a dataset into an aunet HDF5 frame store (see docs/data-format.md).",
     )
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    chosen = next((arg for arg in argv or () if not arg.startswith("-")), None)
     for name, (module_name, help_text) in CONVERTERS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(module=module_name)
-        importlib.import_module(module_name).configure(sub)
+        if name == chosen:
+            importlib.import_module(module_name).configure(sub)
+            sub.set_defaults(**PRESETS.get(name, {}))
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run the chosen converter."""
-    args = build_parser().parse_args(argv)
+def run(argv: list[str]) -> None:
+    """Parse ``argv`` and run the chosen converter (errors propagate)."""
+    args = build_parser(argv).parse_args(argv)
     importlib.import_module(args.module).main(args)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: input errors end the program with their message, status 1."""
+    from data_prep.common import INPUT_ERRORS
+
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except INPUT_ERRORS as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; re-run the same command to resume the conversion")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

