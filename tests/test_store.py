@@ -178,3 +178,14 @@ def test_merge_refuses_parts_that_disagree(tmp_path):
     with pytest.raises(StoreError, match="cannot join"):
         merge_stores([a.path, b.path], tmp_path / "all.h5")
     assert not (tmp_path / "all.h5").exists()
+
+
+def test_pickled_store_reopens_its_own_handle(tmp_path):
+    import pickle
+
+    store = write(tmp_path / "s.h5", rows(2), encoding="jpeg")
+    store.image(0)  # opens this process's handle
+    copy = pickle.loads(pickle.dumps(store))  # what a spawned DataLoader worker receives
+    np.testing.assert_array_equal(copy.image(1), store.image(1))
+    store.close()
+    assert store.au(1).shape == (2,)  # reopens after close

@@ -335,6 +335,7 @@ class FrameStore:
         self.path = Path(path)
         self._handle: h5py.File | None = None
         self._pid: int | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
         with self._open_checked() as file:
             attrs = file.attrs
             self.dataset = str(attrs["dataset"])
@@ -427,27 +428,35 @@ class FrameStore:
         if self._handle is None or self._pid != os.getpid():
             self._handle = self._open_checked()
             self._pid = os.getpid()
+            self._datasets = {}
         return self._handle
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        # Looking a dataset up by name costs tens of microseconds: once per process is enough.
+        file = self._file
+        if name not in self._datasets:
+            self._datasets[name] = file[name]
+        return self._datasets[name]
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def __getstate__(self) -> dict[str, Any]:
         # A pickled store (e.g. sent to a spawned DataLoader worker) reopens its own handle.
-        return {**self.__dict__, "_handle": None, "_pid": None}
+        return {**self.__dict__, "_handle": None, "_pid": None, "_datasets": {}}
 
     def image(self, index: int) -> np.ndarray:
         """The RGB uint8 face crop of row ``index``."""
-        data = self._file["images"][index]
+        data = self._dataset("images")[index]
         return decode_jpeg(data) if self.encoding == "jpeg" else data
 
     def landmarks(self, index: int) -> np.ndarray:
         """68 x 2 float32 landmarks of row ``index`` (crop pixels, NaN = unknown)."""
-        return self._file["landmarks"][index]
+        return self._dataset("landmarks")[index]
 
     def au(self, index: int) -> np.ndarray:
         """K float32 intensities of row ``index`` (NaN = unknown)."""
-        return self._file["au"][index]
+        return self._dataset("au")[index]
 
     def read_all(self, field: str) -> np.ndarray:
         """A whole numeric field (``landmarks`` or ``au``) as one array."""
@@ -460,6 +469,7 @@ class FrameStore:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            self._datasets = {}
 
 
 def merge_stores(

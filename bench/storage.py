@@ -1,0 +1,168 @@
+"""Frame store encodings compared: bytes per frame and read + decode speed per core.
+
+Writes the same face crops as raw uint8 and as JPEG (quality 90 and 95) through
+:class:`aunet.data.store.FrameStoreWriter`, then reads them back in random order through
+:class:`aunet.data.store.FrameStore` (what training does) in one process, and reports
+
+- bytes per frame, from the file size (so HDF5 overhead included);
+- frames/s read + decoded per core (warm page cache: the best of ``--repeats`` passes), and
+  the same for decoding alone from memory;
+- the size of a DISFA-sized store (130,000 frames), the disk bandwidth one core's worth of
+  reading needs, and the frames/s a disk of ``--disk-mib-s`` delivers when the store does not
+  fit the page cache, for each encoding;
+- JPEG's PSNR against the raw pixels.
+
+The crops are 256 x 256 face crops of ``skimage.data.astronaut()`` with the default margin,
+jittered like tracked video frames (shift, scale, gain) and with sensor noise, so that their
+detail, and hence JPEG's size and decode time, is that of real face crops.
+
+Run: ``python -m bench.storage [--frames 1000] [--out bench/results/storage.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.data import astronaut
+
+from aunet.data.crop import DEFAULT_MARGIN, DEFAULT_SIZE, CropBox, crop_face
+from aunet.data.store import FrameStore, FrameStoreWriter, decode_jpeg, encode_jpeg
+
+DISFA_FRAMES = 130_000
+#: dlib's 68-point bounding box of the astronaut's face: x 179-272, y 87-178.
+FACE_CENTRE = (225.5, 132.5)
+FACE_EXTENT = 93.0
+ENCODINGS = (("raw", None), ("jpeg", 90), ("jpeg", 95))
+
+
+def face_crops(n: int, size: int = DEFAULT_SIZE, seed: int = 0) -> np.ndarray:
+    """``n`` jittered, noisy ``size x size`` RGB crops of the astronaut's face."""
+    rng = np.random.default_rng(seed)
+    image = astronaut().astype(np.float32)
+    side = FACE_EXTENT * (1 + DEFAULT_MARGIN)
+    crops = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        box = CropBox(
+            FACE_CENTRE[0] + rng.uniform(-0.1, 0.1) * side,
+            FACE_CENTRE[1] + rng.uniform(-0.1, 0.1) * side,
+            side * rng.uniform(0.9, 1.1),
+        )
+        frame = image * rng.uniform(0.9, 1.1) + rng.normal(0, 2.0, image.shape)
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        crops[i] = crop_face(frame, np.zeros((1, 2)), size, box=box).image
+    return crops
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio (dB) of two uint8 image stacks."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+def measure(
+    crops: np.ndarray,
+    folder: Path,
+    encoding: str,
+    quality: int | None,
+    repeats: int,
+    disk_mib_s: float,
+) -> dict:
+    """Write ``crops`` in one encoding, read them back, and return the figures.
+
+    Speeds are frames per CPU second of this process (``time.process_time``), the best of
+    ``repeats`` passes: per-core figures that other jobs on a shared machine disturb little.
+    """
+    path = folder / f"{encoding}{quality or ''}.h5"
+    start = time.perf_counter()
+    with FrameStoreWriter(
+        path, "bench", ("AU01",), crops.shape[1], encoding=encoding, jpeg_quality=quality or 95
+    ) as writer:
+        for block in range(0, len(crops), 64):
+            chunk = crops[block : block + 64]
+            writer.append(
+                images=chunk,
+                landmarks=np.zeros((len(chunk), 68, 2)),
+                au=np.zeros((len(chunk), 1)),
+                subject=["S"] * len(chunk),
+                frame=np.arange(len(chunk)),
+            )
+    write_s = time.perf_counter() - start
+    store = FrameStore(path)
+    order = np.random.default_rng(1).permutation(len(crops))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        for i in order:
+            store.image(int(i))
+        best = min(best, time.process_time() - start)
+    decoded = np.stack([store.image(i) for i in range(len(crops))])
+    store.close()
+    bytes_per_frame = path.stat().st_size / len(crops)
+    result = {
+        "encoding": encoding if quality is None else f"jpeg q{quality}",
+        "bytes_per_frame": round(bytes_per_frame),
+        "disfa_store_gib": round(bytes_per_frame * DISFA_FRAMES / 2**30, 2),
+        "read_decode_fps_per_core": round(len(crops) / best),
+        "disk_mib_per_s_at_that_rate": round(bytes_per_frame * len(crops) / best / 2**20, 1),
+        "fps_from_uncached_disk": round(disk_mib_s * 2**20 / bytes_per_frame),
+        "write_encode_fps": round(len(crops) / write_s),
+        "psnr_db": None if quality is None else round(psnr(decoded, crops), 2),
+    }
+    if quality is not None:
+        buffers = [encode_jpeg(crop, quality) for crop in crops]
+        best = np.inf
+        for _ in range(repeats):
+            start = time.process_time()
+            for buffer in buffers:
+                decode_jpeg(buffer)
+            best = min(best, time.process_time() - start)
+        result["decode_only_fps_per_core"] = round(len(crops) / best)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--disk-mib-s",
+        type=float,
+        default=500.0,
+        help="sequential read speed of the disk a store may not fit the page cache of "
+        "(default: a SATA laptop SSD, %(default)s MiB/s)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/storage.json"))
+    args = parser.parse_args()
+    cv2.setNumThreads(1)  # per-core figures: a DataLoader worker decodes on one core
+    crops = face_crops(args.frames)
+    with tempfile.TemporaryDirectory(
+        dir=args.out.parent if args.out.parent.exists() else None
+    ) as tmp:
+        results = [
+            measure(crops, Path(tmp), e, q, args.repeats, args.disk_mib_s) for e, q in ENCODINGS
+        ]
+    report = {
+        "command": f"python -m bench.storage --frames {args.frames} --repeats {args.repeats} "
+        f"--disk-mib-s {args.disk_mib_s:g}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"OpenCV {cv2.__version__}",
+        "frames": args.frames,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
