@@ -1,0 +1,1 @@
+"""Data: the HDF5 frame store, datasets, augmentation, folds, DataModules, synthetic faces."""
