@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from aunet.data.folds import FOLD_DATASETS
+
 EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
 CHECKPOINTS = Path("checkpoints")
@@ -32,8 +34,6 @@ CHECKPOINTS = Path("checkpoints")
 FAN_EXPERIMENTS = (
     "finetune", "adapt", "attention", "reparam", "adapt_finetune", "random_backbone", "scratch",
 )  # fmt: skip
-#: Datasets evaluated by subject folds (the others by official partitions).
-FOLD_DATASETS = ("disfa", "synthetic")
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")
 
