@@ -1,0 +1,1 @@
+"""Benchmarks of aunet: model complexity, training-step throughput and their results."""
