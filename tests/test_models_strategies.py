@@ -282,3 +282,13 @@ def test_resnet18_loads_torchvision_style_weights_but_not_other_files(tmp_path) 
     torch.save(FAN(TINY).state_dict(), tmp_path / "fan.pth")
     with pytest.raises(ValueError, match="not a torchvision resnet18 state dict"):
         ResNet18(K, weights=tmp_path / "fan.pth")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_paper_resolution_over_the_light_fan(name: str) -> None:
+    model = build_strategy(name, 12, FAN(LIGHT_FAN_CONFIG)).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 256, 256))
+    assert out.shape == ((1, 12) if name == "resnet18" else (1, 12, 64, 64))
+    assert torch.isfinite(out).all()
