@@ -128,7 +128,8 @@ def _unpack(obj: Any, path: Path) -> tuple[StateDict, FANConfig | None, FANConfi
             f"{path}: expected a FAN state dict or checkpoint, got {type(obj).__name__}"
         )
     if obj.get("format") == AUNET_FAN_FORMAT:
-        return dict(obj["state_dict"]), _config_from(obj.get("config"), path), LIGHT_FAN_CONFIG
+        state = dict(obj.get("state_dict") or {})
+        return state, _config_from(obj.get("config"), path), LIGHT_FAN_CONFIG
     if isinstance(obj.get("state_dict"), Mapping):  # a Lightning checkpoint of FANModule
         state = dict(obj["state_dict"])
         network = {
@@ -148,8 +149,6 @@ def _unpack(obj: Any, path: Path) -> tuple[StateDict, FANConfig | None, FANConfi
 def _config_from(values: Any, path: Path) -> FANConfig | None:
     if values is None:
         return None
-    if isinstance(values, FANConfig):
-        return values
     if not isinstance(values, Mapping):
         raise ValueError(f"{path}: the FAN config must be a mapping, got {type(values).__name__}")
     try:

@@ -43,8 +43,11 @@ class ReparamConv2d(nn.Module):
             raise ValueError("ReparamConv2d supports ungrouped, zero-padded convolutions only")
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.theta = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
-        bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), False)
-        self.theta_bias = bias
+        self.theta_bias = (
+            None
+            if conv.bias is None
+            else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        )
         out_channels = conv.out_channels
         eye = torch.eye(out_channels, device=conv.weight.device, dtype=conv.weight.dtype)
         self.projection = nn.Parameter(eye)
