@@ -7,7 +7,10 @@ square; we read it as
 
     g(x) = a * exp(-||x - p||^2 / (2 sigma(a)^2)),
 
-a Gaussian whose amplitude *and* size grow with the intensity. Taking the printed denominator
+a Gaussian whose amplitude *and* size grow with the intensity. Its centre ``p`` is rounded to the
+nearest heatmap pixel, so the map's maximum on the pixel grid is exactly the intensity that
+Sec. 3.4 reads back (a centre half a pixel off the grid would otherwise lower the peak of an
+intensity-1 Gaussian by 40%, since ``sigma(1)`` is under a pixel). Taking the printed denominator
 literally (``2 sigma^2 = a^2``) gives ``sigma(a) = a / sqrt(2)``; we keep that as the default and
 write it as the straight line through two configurable points, ``sigma(1) = sigma_at_1`` and
 ``sigma(5) = sigma_at_5`` (heatmap pixels), so a user can widen small activations without
@@ -85,7 +88,8 @@ def au_heatmaps(
     """Draw AU target heatmaps from AU centres and intensities.
 
     Args:
-        centres: B x K x 3 x 2 Gaussian centres in heatmap pixels (from :func:`aus.au_centres`).
+        centres: B x K x 3 x 2 Gaussian centres in heatmap pixels (from :func:`aus.au_centres`);
+            drawn at the nearest pixel.
         valid: B x K x 3 boolean, which of the three Gaussians exist.
         intensities: B x K, 0-5; NaN = unknown label.
         size: (H, W) of the maps.
@@ -105,7 +109,7 @@ def au_heatmaps(
     else:
         sigma = torch.full_like(amplitude, fixed_sigma)
     slot_sigma = sigma.unsqueeze(-1).expand(valid.shape)
-    gaussians = _gaussians(centres, slot_sigma, size) * valid[..., None, None]
+    gaussians = _gaussians(centres.round(), slot_sigma, size) * valid[..., None, None]
     targets = amplitude[..., None, None] * gaussians.amax(dim=2)
     drawable = valid.any(dim=-1) | (amplitude == 0)
     return targets, known & drawable

@@ -172,7 +172,8 @@ class ICC(_PerColumnMetric):
     """ICC(3,1) per AU between predictions and ground truth, exact under DDP and any batching.
 
     States are the sufficient statistics of :func:`icc` (frame counts, column sums and cross
-    products per AU, float64) reduced with ``sum``.
+    products per AU, float64) reduced with ``sum``. ``compute()`` returns K values; for K = 1
+    torchmetrics returns them as a scalar tensor.
 
     Args:
         num_outputs: number of AUs (columns).

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 
-import aunet  # noqa: F401  (sets the environment for quiet, offline imports)
 
 #: Sub-command -> (module, one-line description). Only the chosen sub-command's module is
 #: imported (its ``configure`` adds its arguments), so one converter's dependencies never stand
