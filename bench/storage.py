@@ -10,24 +10,23 @@ Writes the same face crops as raw uint8 and as JPEG (quality 90 and 95) through
 - the size of a DISFA-sized store (130,000 frames), the disk bandwidth one core's worth of
   reading needs, and the frames/s a disk of ``--disk-mib-s`` delivers when the store does not
   fit the page cache, for each encoding;
-- JPEG's PSNR against the raw pixels.
+- JPEG's PSNR against the raw pixels;
+- for scale, the CPU time the training augmentation spends on a frame.
 
 The crops are 256 x 256 face crops of ``skimage.data.astronaut()`` with the default margin,
 jittered like tracked video frames (shift, scale, gain) and with sensor noise, so that their
 detail, and hence JPEG's size and decode time, is that of real face crops.
 
-Run: ``python -m bench.storage [--frames 1000] [--out bench/results/storage.json]``.
+Run: ``python -m bench.storage [--frames 1000]``; the figures go to ``bench/BENCHMARKS.md``
+("Storage") and ``bench/results/storage.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -36,12 +35,14 @@ from skimage.data import astronaut
 
 from aunet.data.crop import DEFAULT_MARGIN, DEFAULT_SIZE, CropBox, crop_face
 from aunet.data.store import FrameStore, FrameStoreWriter, decode_jpeg, encode_jpeg
+from bench.common import machine, record
 
 DISFA_FRAMES = 130_000
 #: dlib's 68-point bounding box of the astronaut's face: x 179-272, y 87-178.
 FACE_CENTRE = (225.5, 132.5)
 FACE_EXTENT = 93.0
 ENCODINGS = (("raw", None), ("jpeg", 90), ("jpeg", 95))
+RESULTS = Path(__file__).with_name("results") / "storage.json"
 
 
 def face_crops(n: int, size: int = DEFAULT_SIZE, seed: int = 0) -> np.ndarray:
@@ -129,10 +130,26 @@ def measure(
     return result
 
 
+def augmentation_ms(crops: np.ndarray, repeats: int) -> float:
+    """CPU ms per frame of the training augmentation (for scale: a worker's other cost)."""
+    from aunet.data.augment import TrainAugmentation
+
+    augment = TrainAugmentation(crops.shape[1])
+    points = np.random.default_rng(2).uniform(60, 200, (68, 2)).astype(np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        for crop in crops:
+            augment(crop, points)
+        best = min(best, time.process_time() - start)
+    return 1e3 * best / len(crops)
+
+
 def main() -> None:
+    """Measure every encoding, print and record the figures (BENCHMARKS.md, results JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--disk-mib-s",
         type=float,
@@ -140,28 +157,52 @@ def main() -> None:
         help="sequential read speed of the disk a store may not fit the page cache of "
         "(default: a SATA laptop SSD, %(default)s MiB/s)",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/storage.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     cv2.setNumThreads(1)  # per-core figures: a DataLoader worker decodes on one core
     crops = face_crops(args.frames)
-    with tempfile.TemporaryDirectory(
-        dir=args.out.parent if args.out.parent.exists() else None
-    ) as tmp:
+    with tempfile.TemporaryDirectory() as folder:
         results = [
-            measure(crops, Path(tmp), e, q, args.repeats, args.disk_mib_s) for e, q in ENCODINGS
+            measure(crops, Path(folder), encoding, quality, args.repeats, args.disk_mib_s)
+            for encoding, quality in ENCODINGS
         ]
-    report = {
-        "command": f"python -m bench.storage --frames {args.frames} --repeats {args.repeats} "
-        f"--disk-mib-s {args.disk_mib_s:g}",
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"OpenCV {cv2.__version__}",
-        "frames": args.frames,
-        "results": results,
-    }
+    command = (
+        f"python -m bench.storage --frames {args.frames} --repeats {args.repeats} "
+        f"--disk-mib-s {args.disk_mib_s:g}"
+    )
+    augment = augmentation_ms(crops[:300], args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": command,
+        "machine": machine(),
+        "results": results,
+        "train_augmentation_ms_per_frame": round(augment, 3),
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    for (_, quality), result in zip(ENCODINGS, results, strict=True):
+        record(
+            "Storage",
+            {
+                "encoding": result["encoding"],
+                "bytes/frame": f"{result['bytes_per_frame']:,}",
+                f"{DISFA_FRAMES:,}-frame store": f"{result['disfa_store_gib']} GiB",
+                "read+decode/s per core": f"{result['read_decode_fps_per_core']:,}",
+                "decode only/s per core": (
+                    f"{result['decode_only_fps_per_core']:,}" if quality is not None else "-"
+                ),
+                f"frames/s from a {args.disk_mib_s:g} MiB/s disk": (
+                    f"{result['fps_from_uncached_disk']:,}"
+                ),
+                "encode+write/s": f"{result['write_encode_fps']:,}",
+                "PSNR": "lossless" if result["psnr_db"] is None else f"{result['psnr_db']} dB",
+            },
+            command=command,
+        )
+    record(
+        "Storage",
+        {"for scale: TrainAugmentation of one 256 x 256 crop, CPU": f"{augment:.2f} ms"},
+        command=command,
+    )
 
 
 if __name__ == "__main__":

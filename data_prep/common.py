@@ -604,6 +604,7 @@ _frames_done: Any = None
 def _init_worker(counter: Any) -> None:
     global _frames_done
     _frames_done = counter
+    cv2.setNumThreads(1)  # the parallelism is one subject per process; no oversubscription
 
 
 def _count_frames(n: int) -> None:

@@ -76,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Convert 300W-LP as the parsed arguments say."""
-    convert_from_args(args, plan(args.root, args.subjects), "300w_lp", (), str(args.root.resolve()))
+    convert_from_args(args, plan(args.root, args.subjects), "300w-lp", (), str(args.root.resolve()))
 
 
 def plan(root: Path, subsets: list[str] | None = None) -> list[SubsetJob]:

@@ -12,7 +12,7 @@ def test_converts_faces_with_landmark_files(tmp_path, capsys):
     root = make_300w_lp(tmp_path / "300W_LP")
     run(["300w-lp", "--root", str(root), "--out", str(tmp_path / "lp.h5"), "--workers", "1"])
     store = FrameStore(tmp_path / "lp.h5")
-    assert store.dataset == "300w_lp"
+    assert store.dataset == "300w-lp"
     assert store.au_names == ()
     assert store.subjects.tolist() == ["AFW", "AFW"]  # AFW_2_0 has no landmarks: left out
     assert store.sequences.tolist() == ["AFW_1_0", "AFW_3_0"]
