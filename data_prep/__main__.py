@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 
-
 #: Sub-command -> (module, one-line description). Only the chosen sub-command's module is
 #: imported (its ``configure`` adds its arguments), so one converter's dependencies never stand
 #: in the way of another, and ``--help`` lists them all without importing any.
