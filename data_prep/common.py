@@ -15,6 +15,9 @@ things, labels and file lists, before any decoding starts) and hands them to
 
 Frames that are left out: those without any AU label (when the dataset has AUs), and those for
 which neither the dataset nor the detector gives landmarks. Both are counted in the report.
+Within a clip (a video or an image sequence), a frame where the detector finds no face falls
+back to the face box of the clip's previous frame, whether that came from the detector or from
+the dataset's landmarks.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from aunet.data.crop import DEFAULT_MARGIN, DEFAULT_SIZE, crop_face
 from aunet.data.detect import (
     DEFAULT_DETECT_SIDE,
     DetectorUnavailableError,
-    FaceTracker,
+    FaceBox,
     LandmarkDetector,
     require_detector,
 )
@@ -277,6 +280,14 @@ def read_image(path: Path) -> np.ndarray:
     return decode_image(data, path)
 
 
+def landmark_box(points: np.ndarray) -> FaceBox:
+    """The bounding box of the finite landmarks, as a detector face box."""
+    finite = points[np.isfinite(points).all(axis=1)]
+    left, top = np.floor(finite.min(axis=0)).astype(int).tolist()
+    right, bottom = np.ceil(finite.max(axis=0)).astype(int).tolist()
+    return FaceBox(left, top, right, bottom)
+
+
 def usable_landmarks(points: np.ndarray | None) -> bool:
     """Whether landmarks can place a crop: 68 x 2, at least half finite, a real extent."""
     if points is None or points.shape != (NUM_LANDMARKS, 2):
@@ -398,8 +409,9 @@ def convert_subject(
 ) -> SubjectReport:
     """Convert one subject into the part file ``part`` (atomically) and report on it."""
     report = SubjectReport(job.subject)
-    tracker: FaceTracker | None = None
+    detector: LandmarkDetector | None = None
     clip: str | None = None
+    previous: FaceBox | None = None  # the face's box in the clip's previous frame
     rows: list[tuple[SourceFrame, np.ndarray, np.ndarray]] = []
     attrs = {
         "prep_options": settings.fingerprint(),
@@ -421,19 +433,20 @@ def convert_subject(
                 report.unlabelled += 1
                 continue
             image = source.image() if callable(source.image) else source.image
+            if source.clip is None or source.clip != clip:
+                previous = None  # a box never carries over into another clip
+            clip = source.clip
             landmarks = source.landmarks if usable_landmarks(source.landmarks) else None
             if landmarks is None:
-                if tracker is None:
-                    tracker = FaceTracker(LandmarkDetector(settings.detect_side, settings.upsample))
-                if source.clip is None or source.clip != clip:
-                    tracker.reset()
-                clip = source.clip
-                detection = tracker(image)
+                detector = detector or LandmarkDetector(settings.detect_side, settings.upsample)
+                detection = detector.detect(image, fallback=previous)
                 if detection is None:
                     report.no_landmarks += 1
                     continue
-                landmarks = detection.landmarks
+                landmarks, previous = detection.landmarks, detection.box
                 report.detected += 1
+            else:
+                previous = landmark_box(landmarks)
             crop = crop_face(image, landmarks, settings.image_size, settings.margin)
             rows.append((source, crop.image, crop.landmarks))
             report.unknown_labels += int(np.isnan(source.au).any())

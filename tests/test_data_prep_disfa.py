@@ -4,6 +4,7 @@ from raw_datasets import (
     ASTRONAUT_68,
     FACE_68,
     disfa_label,
+    face_frame,
     grey_level,
     make_disfa,
     write_rows,
@@ -141,3 +142,17 @@ def test_decoded_length_is_checked_when_the_container_does_not_say(tmp_path, mon
     report = capsys.readouterr().out
     assert "SN001          -         -             -           -               -  failed" in report
     assert f"SN001: {video}: decodes 2 frames, but the label files in" in report
+
+
+def test_no_face_falls_back_to_the_previous_frames_box(tmp_path, capsys):
+    pytest.importorskip("dlib")
+    root = make_disfa(tmp_path / "D", ("SN001",), 3, missing_landmarks=[("SN001", 2)], faces=True)
+    frames = [face_frame(1), np.zeros_like(face_frame(2)), face_frame(3)]  # frame 2: no face
+    write_video(root / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi", frames)
+    store = convert(root, tmp_path / "d.h5")
+    # frame 2's landmarks were placed in the box of frame 1's (dataset) landmarks
+    assert store.frames.tolist() == [1, 2, 3]
+    assert "SN001          3         1             0" in capsys.readouterr().out
+    box = store.landmarks(0)
+    assert (store.landmarks(1).min(0) > box.min(0) - 30).all()
+    assert (store.landmarks(1).max(0) < box.max(0) + 30).all()
