@@ -108,15 +108,25 @@ def add_common_arguments(
         help="subjects converted at once, one process each (default: the CPU cores, %(default)s)",
     )
     crop = parser.add_argument_group("crop and storage (docs/data-format.md)")
-    crop.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels")
+    crop.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels (default %(default)s)"
+    )
     crop.add_argument(
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
         help="crop side = (1 + margin) x the landmarks' bounding box (default %(default)s)",
     )
-    crop.add_argument("--encoding", choices=ENCODINGS, default=DEFAULT_ENCODING)
-    crop.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, metavar="Q")
+    crop.add_argument(
+        "--encoding", choices=ENCODINGS, default=DEFAULT_ENCODING, help="(default %(default)s)"
+    )
+    crop.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=DEFAULT_JPEG_QUALITY,
+        metavar="Q",
+        help="(default %(default)s)",
+    )
     detect = parser.add_argument_group("landmark detector, for frames without landmarks")
     detect.add_argument(
         "--detect-side",
