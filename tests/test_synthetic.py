@@ -14,9 +14,11 @@ from aunet.data.store import FrameStore
 from aunet.data.synthetic import (
     SYNTHETIC_AUS,
     Pose,
+    contact_sheet,
     generate,
     landmark_pose,
     mean_identity,
+    pose_sequence,
     render_face,
     subject_frames,
     subject_identity,
@@ -293,6 +295,8 @@ def test_labels_rise_hold_and_fall_smoothly(labels):
 def test_landmark_only_variant_has_wider_poses_and_no_labels():
     rng = np.random.default_rng(0)
     rolls = np.array([landmark_pose(rng).roll for _ in range(400)])
+    sequence = np.array([pose.roll for pose in pose_sequence(400, np.random.default_rng(0))])
+    assert np.abs(sequence).max() <= 20
     assert np.abs(rolls).max() > 30
     frame = next(generate(["SN001"], 1, size=64, landmark_only=True))
     assert frame.au.shape == (0,)
@@ -357,3 +361,12 @@ def test_store_is_the_same_whatever_the_number_of_workers(tmp_path):
     for i in range(len(a)):
         np.testing.assert_array_equal(a.image(i), b.image(i))
     np.testing.assert_array_equal(a.read_all("landmarks"), b.read_all("landmarks"))
+
+
+def test_contact_sheet_shows_every_au_at_every_level():
+    sheet = contact_sheet(size=32, levels=(0, 5))
+    assert sheet.dtype == np.uint8
+    assert sheet.ndim == 3
+    assert sheet.shape[2] == 3
+    # Four rows of three AU cells (label + 32 px faces) above one strip of sample frames.
+    assert sheet.shape[0] > 4 * 32 + 32

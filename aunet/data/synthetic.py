@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -111,7 +112,7 @@ class _Event:
 
 
 # Expressions as FACS combines them; their coverages set the per-AU base rates (documented in
-# docs/synthetic-faces.md: AU25 ~0.35, AU12 ~0.2, AU5/AU9/AU15/AU20 ~0.06-0.08 of the frames).
+# docs/synthetic-faces.md: AU25 ~0.35, AU12 ~0.27, AU5/AU9/AU15/AU20 ~0.06-0.09 of the frames).
 _EVENTS: tuple[_Event, ...] = (
     _Event(0.20, (("AU12", 1.0, 1.0), ("AU06", 0.7, 0.85), ("AU25", 0.45, 0.8))),  # smile
     _Event(0.20, (("AU25", 1.0, 1.0), ("AU26", 0.65, 0.85))),  # speech, mouth open
@@ -201,13 +202,8 @@ def _wave(rng: np.random.Generator, n_frames: int, amplitude: float) -> np.ndarr
     return (weights * np.sin(2 * np.pi * t / periods + phases)).sum(axis=1)
 
 
-def pose_sequence(n_frames: int, rng: np.random.Generator) -> list[Pose]:
-    """Smooth head motion, gaze and blinks of one subject's sequence (before per-frame jitter).
-
-    A subject has its own mean pose and crop; roll (kept within +-20 degrees), yaw (+-25), pitch
-    (+-12), crop margin (1.2-1.4 x the landmark box) and crop offset wander slowly around them;
-    blinks (about one every 60 frames, three frames long) close the eyes.
-    """
+def _pose_tracks(n_frames: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The :class:`Pose` fields of :func:`pose_sequence` as arrays over the frames."""
     tracks = {
         "roll": np.clip(rng.normal(0, 4) + _wave(rng, n_frames, 6.0), -20, 20),
         "yaw": np.clip(rng.normal(0, 6) + _wave(rng, n_frames, 8.0), -25, 25),
@@ -224,7 +220,22 @@ def pose_sequence(n_frames: int, rng: np.random.Generator) -> list[Pose]:
         blink[t : t + 3] = (0.5, 1.0, 0.5)
         t += int(rng.integers(30, 90))
     tracks["blink"] = blink[:n_frames]
-    return [Pose(**{k: float(v[i]) for k, v in tracks.items()}) for i in range(n_frames)]
+    return tracks
+
+
+def _pose_at(tracks: dict[str, np.ndarray], t: int) -> Pose:
+    return Pose(**{name: float(values[t]) for name, values in tracks.items()})
+
+
+def pose_sequence(n_frames: int, rng: np.random.Generator) -> list[Pose]:
+    """Smooth head motion, gaze and blinks of one subject's sequence (before per-frame jitter).
+
+    A subject has its own mean pose and crop; roll (kept within +-20 degrees), yaw (+-25), pitch
+    (+-12), crop margin (1.2-1.4 x the landmark box) and crop offset wander slowly around them;
+    blinks (about one every 60 frames, three frames long) close the eyes.
+    """
+    tracks = _pose_tracks(n_frames, rng)
+    return [_pose_at(tracks, t) for t in range(n_frames)]
 
 
 def _jitter(pose: Pose, rng: np.random.Generator) -> Pose:
@@ -266,7 +277,7 @@ class SyntheticFrame(NamedTuple):
     frame: int
     image: np.ndarray  # S x S x 3 uint8 RGB
     landmarks: np.ndarray  # 68 x 2 float32, pixels
-    au: np.ndarray  # 12 float32 intensities (SYNTHETIC_AUS order); 0 values when landmark-only
+    au: np.ndarray  # 12 float32 intensities (SYNTHETIC_AUS order); empty when landmark-only
 
 
 def subject_frames(
@@ -295,13 +306,13 @@ def subject_frames(
     length = max(numbers, default=-1) + 1
     if not landmark_only:
         labels = subject_labels(subject, length, seed)
-        poses = pose_sequence(length, _rng(seed, subject, _POSE))
+        poses = _pose_tracks(length, _rng(seed, subject, _POSE))
     for t in numbers:
         rng = _rng(seed, subject, _FRAME, t)
         if landmark_only:
             au, pose = random_intensities(rng), landmark_pose(rng)
         else:
-            au, pose = labels[t], _jitter(poses[t], rng)
+            au, pose = labels[t], _jitter(_pose_at(poses, t), rng)
         image, landmarks = render_face(identity, au, pose, size, rng)
         yield SyntheticFrame(
             subject, t, image, landmarks, np.zeros(0, np.float32) if landmark_only else au
@@ -425,26 +436,25 @@ def write_store(
     counts = dict.fromkeys(names, 0)
     positives = np.zeros(len(au_names))
     started = time.perf_counter()
-    with FrameStoreWriter(path, dataset, au_names, size, encoding=encoding, attrs=attrs) as writer:
+    with (
+        FrameStoreWriter(path, dataset, au_names, size, encoding=encoding, attrs=attrs) as writer,
+        contextlib.ExitStack() as stack,
+    ):
         if workers == 1:
-            _worker_init()
             blocks: Iterator[dict] = map(_render_chunk, tasks)
-            pool = None
         else:
+            # forkserver: workers start from a clean process (no inherited OpenCV or torch
+            # threads), with this module imported once in the server.
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            pool = context.Pool(workers, initializer=_worker_init)
-            blocks = pool.imap(_render_chunk, tasks)
-        try:
-            for block in blocks:
-                writer.append(**block, sequence=block["subject"])
-                counts[block["subject"][0]] += len(block["frame"])
-                positives += (block["au"] > 0).sum(axis=0)
-                if progress is not None:
-                    progress(len(block["frame"]))
-        finally:
-            if pool is not None:
-                pool.terminate()
+            pool = stack.enter_context(context.Pool(workers, initializer=_worker_init))
+            blocks = pool.imap(_render_chunk, tasks)  # in task order: deterministic rows
+        for block in blocks:
+            writer.append(**block, sequence=block["subject"])
+            counts[block["subject"][0]] += len(block["frame"])
+            positives += (block["au"] > 0).sum(axis=0)
+            if progress is not None:
+                progress(len(block["frame"]))
     total = sum(counts.values())
     return StoreSummary(
         path=str(path),
@@ -471,7 +481,7 @@ _AU_TITLES = {
 
 
 def contact_sheet(
-    size: int = 96, levels: tuple[int, ...] = (0, 1, 3, 5), seed: int = 0
+    size: int = 88, levels: tuple[int, ...] = (0, 1, 3, 5), seed: int = 0
 ) -> np.ndarray:
     """A figure to check the faces by eye.
 
@@ -514,7 +524,7 @@ def contact_sheet(
     width = rows[0].shape[1]
     samples = []
     names = subject_names(27)
-    for i, name in enumerate(names[: width // size]):
+    for i, name in enumerate(names[: min(10, width // size)]):  # 10 keep the PNG < 300 KB
         frame = next(subject_frames(name, [17 * i + 5], size, seed))
         image = frame.image.copy()
         for x, y in frame.landmarks if i % 2 else ():

@@ -447,9 +447,9 @@ def face_landmarks(identity: Identity, intensities: np.ndarray, blink: float = 0
     # The lips: inner lower at or below inner upper, each lip keeps some thickness.
     for upper, lower in ((61, 67), (62, 66), (63, 65)):
         p[lower, 1] = max(p[lower, 1], p[upper, 1])
-    for inner, outer, share in ((66, 57, 0.55), (67, 58, 0.5), (65, 56, 0.5), (67, 59, 0.3)):
+    lower_pairs = ((66, 57, 0.55), (67, 58, 0.5), (65, 56, 0.5), (67, 59, 0.3), (65, 55, 0.3))
+    for inner, outer, share in lower_pairs:
         p[outer, 1] = max(p[outer, 1], p[inner, 1] + share * identity.lower_lip)
-    p[55, 1] = max(p[55, 1], p[65, 1] + 0.3 * identity.lower_lip)
     for inner, outer, share in ((62, 51, 0.45), (61, 50, 0.5), (63, 52, 0.5)):
         p[outer, 1] = min(p[outer, 1], p[inner, 1] - share * identity.upper_lip)
     # The lids: a blink lowers the upper lid onto the lower one; they never cross.

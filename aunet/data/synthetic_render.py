@@ -271,6 +271,11 @@ def _cranium(identity: Identity, scale: float, drop: float, count: int = 15) -> 
     return np.stack([x, bottom + (top - bottom) * np.sin(t)], axis=1)
 
 
+def _head(identity: Identity, p: np.ndarray) -> np.ndarray:
+    """The head's outline: the jaw landmarks 0-16 closed by the skull."""
+    return np.concatenate([p[0:17], _cranium(identity, 1.0, 0.0)[1:-1]])
+
+
 def _draw_body(c: _Canvas, f: Identity, p: np.ndarray) -> None:
     """Clothes, neck, ears, the head and the hair."""
     chin = f.chin
@@ -295,10 +300,9 @@ def _draw_body(c: _Canvas, f: Identity, p: np.ndarray) -> None:
     for side in (-1.0, 1.0):
         ear = _ellipse((side * (f.cheek_width - 0.03), f.jaw_top + 0.06), 0.11, 0.21, 16)
         c.fill(ear, _tone(f.skin, 0.93))
-        inner = _ellipse((side * (f.cheek_width + 0.0), f.jaw_top + 0.06), 0.05, 0.13, 12)[3:10]
+        inner = _ellipse((side * f.cheek_width, f.jaw_top + 0.06), 0.05, 0.13, 12)[3:10]
         c.stroke(inner, _tone(f.skin, 0.72), 0.015)
-    head = np.concatenate([p[0:17], _cranium(f, 1.0, 0.0)[1:-1]])
-    c.fill(head, f.skin)
+    c.fill(_head(f, p), f.skin)
     if f.hair_style:
         side = np.array(
             [
@@ -316,10 +320,10 @@ def _draw_shading(c: _Canvas, f: Identity, p: np.ndarray, au: dict[str, float]) 
     """Soft light and shadow (blurred later): face relief and the AUs' bulges and shadows."""
     chin = f.chin
     c.fill(np.array([(-0.56, 0.3), (-0.58, chin + 0.3), (0.58, chin + 0.3), (0.56, 0.3)]), -0.3)
-    c.fill(np.concatenate([p[0:17], _cranium(f, 1.0, 0.0)[1:-1]]), -0.12)
-    inner_face = np.concatenate([p[0:17], _cranium(f, 1.0, 0.0)[1:-1]])
-    centre = np.array([0.0, 0.0])
-    c.fill(centre + (inner_face - centre) * (0.82, 0.86), 0.0)
+    # The face darkens towards its edges (it turns away from the camera there).
+    head = _head(f, p)
+    c.fill(head, -0.12)
+    c.fill(head * (0.82, 0.86), 0.0)
     for eye, corner in ((range(36, 42), 31), (range(42, 48), 35)):
         middle = p[list(eye)].mean(axis=0)
         # AU4: the lowered brows shade the upper lids.
