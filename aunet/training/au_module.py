@@ -102,12 +102,11 @@ class AUHeatmapModule(pl.LightningModule):
             options.setdefault("au_names", self.au_names)
         self.model = build_strategy(strategy, len(self.au_names), fan=backbone, **options)
         self.regresses_heatmaps = self.model.output_kind == "heatmaps"
-        self.metrics = torch.nn.ModuleDict(
-            {
-                stage: StageMetrics(ICC(len(self.au_names)), MSE(len(self.au_names)))
-                for stage in ("train", "val", "test")
-            }
-        )
+        # One metric object per stage, so that validation never mixes with training frames.
+        k = len(self.au_names)
+        self.train_metrics = StageMetrics(ICC(k), MSE(k))
+        self.val_metrics = StageMetrics(ICC(k), MSE(k))
+        self.test_metrics = StageMetrics(ICC(k), MSE(k))
 
     @staticmethod
     def _backbone(strategy: str, fan: str | None, fan_config: dict[str, Any] | None) -> FAN | None:
@@ -169,8 +168,7 @@ class AUHeatmapModule(pl.LightningModule):
             known = ~truth.isnan()
             loss = (output - truth.nan_to_num(0.0)).square()[known].mean()
             predicted = output.detach().clamp(0.0, 5.0)
-        metrics = self.metrics[stage]
-        metrics.update(predicted, truth)
+        self.stage_metrics(stage).update(predicted, truth)
         self.log(
             f"{stage}/loss",
             loss,
@@ -230,8 +228,12 @@ class AUHeatmapModule(pl.LightningModule):
         """Log the test metrics, named as the validation ones."""
         self._log_epoch_metrics("test")
 
+    def stage_metrics(self, stage: str) -> StageMetrics:
+        """The metric object of ``train``, ``val`` or ``test``."""
+        return getattr(self, f"{stage}_metrics")
+
     def _log_epoch_metrics(self, stage: str) -> None:
-        values = self.metrics[stage].compute_and_reset(self.au_names)
+        values = self.stage_metrics(stage).compute_and_reset(self.au_names)
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:

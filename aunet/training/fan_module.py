@@ -77,7 +77,8 @@ class FANModule(pl.LightningModule):
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
-        self.nme = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("train", "val", "test")})
+        # One metric object per stage (normalised mean error, averaged over images).
+        self.train_nme, self.val_nme, self.test_nme = MeanMetric(), MeanMetric(), MeanMetric()
 
     def forward(self, images: Tensor) -> Tensor:
         """Final-stack landmark heatmaps of uint8 or [0, 1] float images."""
@@ -97,7 +98,7 @@ class FANModule(pl.LightningModule):
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         images, truth = batch["image"], batch["landmarks"].float()
-        stacks = self.fan.forward_stacks(images_to_float(images, self.hparams.channels_last))
+        stacks = self.fan.stack_heatmaps(images_to_float(images, self.hparams.channels_last))
         heatmap_size = stacks[-1].shape[-1]
         scale = heatmap_size / images.shape[-1]
         targets, known = landmark_heatmaps(
@@ -113,7 +114,8 @@ class FANModule(pl.LightningModule):
         predicted = decode_landmarks(stacks[-1].detach().float()) / scale
         errors = normalised_mean_error(predicted, truth)
         errors = errors[errors.isfinite()]
-        self.nme[stage].update(errors, weight=torch.ones_like(errors))
+        nme = getattr(self, f"{stage}_nme")
+        nme.update(errors)
         self.log(
             f"{stage}/loss",
             loss,
