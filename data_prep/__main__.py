@@ -6,8 +6,6 @@ import argparse
 import importlib
 import sys
 
-import aunet  # noqa: F401  (sets the environment for quiet, offline imports)
-
 #: Sub-command -> (module, one-line description). Converter modules import their optional,
 #: heavy dependencies (dlib, the video decoder) inside functions, so building this parser needs
 #: none of them.

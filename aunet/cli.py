@@ -1,0 +1,246 @@
+"""``aunet fit|validate|test|predict`` (AU models) and ``aunet-fan`` (FAN pre-training).
+
+Both are LightningCLIs over YAML configs (``experiments/``): each experiment file holds only what
+differs from ``experiments/base.yaml``, the AU list flows from the data to the model once
+(``link_arguments``), and every run gets its own folder
+
+    runs/<experiment>/<dataset>/fold<k>/<timestamp>/
+
+holding the resolved ``config.yaml``, ``checkpoints/`` (best by the monitored metric, and
+``last.ckpt``), ``metrics.json``, the CSV log, heatmap overlay PNGs and the W&B run files. W&B is
+offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads later.
+"""
+
+from __future__ import annotations
+
+import datetime
+import netrc
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from aunet.data.datamodule import AUDataModule, LandmarkDataModule
+from aunet.training.au_module import AUHeatmapModule
+from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
+from aunet.training.fan_module import FANModule
+
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+
+
+@dataclass
+class RunSettings:
+    """Where a run lives and how it is named and logged.
+
+    Args:
+        dir: the run folder; default ``runs/<experiment>/<dataset>/fold<k>/<timestamp>``.
+        experiment: the experiment's name (``reparam``, ``adapt``, ...).
+        wandb: ``auto`` = online when a W&B API key is configured (``wandb login``) or
+            ``WANDB_MODE=online``, otherwise offline; ``disabled`` = no W&B logger.
+        wandb_project: the W&B project.
+        overlay_every_n_epochs: heatmap overlay panel period (0 = never).
+        checkpoint_every_n_steps: also refresh ``last.ckpt`` every this many optimiser steps,
+            so a preempted job loses at most that much (0 = only at epoch ends).
+    """
+
+    dir: str | None = None
+    experiment: str = "adhoc"
+    wandb: WandbMode = "auto"
+    wandb_project: str = "aunet"
+    overlay_every_n_epochs: int = 5
+    checkpoint_every_n_steps: int = 0
+
+
+def wandb_offline(mode: WandbMode) -> bool:
+    """Whether W&B should log offline, for ``auto``/``online``/``offline``."""
+    environment = os.environ.get("WANDB_MODE", "").lower()
+    if mode == "offline" or environment in ("offline", "dryrun"):
+        return True
+    if mode == "online" or environment == "online":
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return True
+
+
+class LogConfigToLoggers(SaveConfigCallback):
+    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Send the whole resolved configuration to the loggers' hyperparameters."""
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_hyperparams(self.config.as_dict())
+
+
+class WandbSummary(Callback):
+    """Make the W&B summary show the best value of the monitored metric, not the last."""
+
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric = metric
+        self.summary = "max" if mode == "max" else "min"
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Declare the metric once the W&B run exists."""
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.define_metric(self.metric, summary=self.summary)
+
+
+class AUNetCLI(LightningCLI):
+    """LightningCLI with aunet's run folders, loggers, checkpoints and callbacks.
+
+    Subclasses set the monitored metric; :class:`AUCLI` and :class:`FANCLI` are the two entry
+    points.
+    """
+
+    monitor: tuple[str, str] = ("val/icc_mean", "max")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", LogConfigToLoggers)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """The ``run`` group: folder, experiment name, W&B mode."""
+        parser.add_class_arguments(RunSettings, "run")
+
+    def run_folder(self) -> Path:
+        """The run folder: given, or named from the experiment, dataset, fold and time."""
+        settings: RunSettings = self.config_init[self.subcommand]["run"]
+        if settings.dir:
+            return Path(settings.dir)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / settings.experiment / self.dataset_name() / self.fold_name() / stamp
+
+    def dataset_name(self) -> str:
+        """The data's name (``disfa``, ``synthetic``, ...)."""
+        return getattr(self.datamodule, "dataset_name", "data")
+
+    def fold_name(self) -> str:
+        """``fold<k>`` for fold protocols, ``official`` for official partitions."""
+        fold = getattr(self.datamodule, "fold", None)
+        return (
+            f"fold{fold}"
+            if getattr(self.datamodule, "protocol", "folds") == "folds"
+            else ("official")
+        )
+
+    def loggers(self, folder: Path, settings: RunSettings) -> list[Logger]:
+        """A CSV logger (results without W&B) and, unless disabled, a W&B logger.
+
+        The W&B run id is kept in the run folder, so a resumed run continues the same W&B run.
+        """
+        loggers: list[Logger] = [CSVLogger(save_dir=folder, name="", version="")]
+        if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
+            return loggers
+        id_file = folder / "wandb_id"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
+            folder.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(run_id + "\n")
+        group = f"{settings.experiment}-{self.dataset_name()}"
+        loggers.append(
+            WandbLogger(
+                project=settings.wandb_project,
+                group=group,
+                name=f"{group}-{self.fold_name()}",
+                tags=[settings.experiment, self.dataset_name(), self.fold_name()],
+                save_dir=str(folder),
+                offline=wandb_offline(settings.wandb),
+                id=run_id,
+                resume="allow",
+            )
+        )
+        return loggers
+
+    def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
+        """Checkpoints (best and last), metrics.json, learning rate, W&B summary."""
+        metric, mode = self.monitor
+        checkpoints = folder / "checkpoints"
+        callbacks: list[Callback] = [
+            ModelCheckpoint(
+                dirpath=checkpoints,
+                filename="best-epoch{epoch:03d}",
+                monitor=metric,
+                mode=mode,
+                save_top_k=1,
+                save_last=True,
+                auto_insert_metric_name=False,
+            ),
+            MetricsJson(folder / "metrics.json"),
+            LearningRateMonitor(logging_interval="epoch"),
+            WandbSummary(metric, mode),
+        ]
+        if settings.checkpoint_every_n_steps > 0:
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=checkpoints,
+                    save_last=True,
+                    save_top_k=0,
+                    every_n_train_steps=settings.checkpoint_every_n_steps,
+                )
+            )
+        return callbacks
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Add the run folder, loggers, callbacks and atomic checkpoint writing to the Trainer."""
+        settings: RunSettings = self.config_init[self.subcommand]["run"]
+        folder = self.run_folder()
+        trainer_config = self.config_init[self.subcommand]["trainer"]
+        configured = trainer_config.get("callbacks") or []
+        kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
+        if trainer_config.get("logger") in (None, True):
+            kwargs.setdefault("logger", self.loggers(folder, settings))
+        kwargs.setdefault("default_root_dir", str(folder))
+        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
+
+class AUCLI(AUNetCLI):
+    """``aunet``: AU heatmap regression with any strategy."""
+
+    monitor = ("val/icc_mean", "max")
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Run settings, and the AU list linked from the data to the model."""
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.au_names", "model.init_args.au_names", apply_on="instantiate")
+
+    def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
+        """Add the heatmap overlay panel."""
+        overlays = HeatmapOverlays(folder / "overlays", settings.overlay_every_n_epochs)
+        return [*super().run_callbacks(folder, settings), overlays]
+
+
+class FANCLI(AUNetCLI):
+    """``aunet-fan``: FAN pre-training on a landmark store."""
+
+    monitor = ("val/nme", "min")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``aunet``."""
+    AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
+
+
+def fan_main(args: list[str] | None = None) -> None:
+    """Entry point of ``aunet-fan``."""
+    FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
+
+
+if __name__ == "__main__":
+    main()

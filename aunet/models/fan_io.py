@@ -1,0 +1,222 @@
+"""Reading and writing FAN weights: the official face-alignment files and aunet's own.
+
+:func:`load_fan` reads three formats and returns a :class:`~aunet.models.fan.FAN` in eval mode:
+
+(a) the official face-alignment 2DFAN state dict: a bare mapping of tensors with keys such as
+    ``conv1.weight``, ``m0.b1_4.bn1.weight``, ``top_m_0``, ``conv_last0``, ``bn_end0``, ``l0``,
+    ``bl0``, ``al0`` (a ``module.`` prefix from DataParallel is dropped). Stacks, width, depth,
+    kernel size and landmarks are inferred from the keys; the format implies average pooling and
+    nearest-neighbour upsampling, as in face-alignment's own model.
+(b) a TorchScript archive of the same network (face-alignment >= 1.2 ships 2DFAN-4 this way):
+    its weights are read from the archive and loaded as (a), so the returned module is aunet's.
+(c) aunet's files: a Lightning checkpoint of ``aunet.training.FANModule`` (weights under
+    ``fan.``, architecture in ``hyper_parameters["fan_config"]``), or the plain file of
+    :func:`save_fan` (``{"format": "aunet-fan", "config": ..., "state_dict": ...}``). Where such
+    a file gives no config, the architecture is inferred from the keys as in (a), with the light
+    FAN's pooling and upsampling.
+
+Pickled files are read with ``weights_only=True``; loading is strict, and a file that is not a
+FAN gets a :class:`ValueError` naming its missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aunet.models.fan import FAN, LIGHT_FAN_CONFIG, OFFICIAL_2DFAN4_CONFIG, FANConfig
+
+#: The ``format`` tag of :func:`save_fan` files.
+AUNET_FAN_FORMAT = "aunet-fan"
+#: Attribute under which ``aunet.training.FANModule`` holds its network.
+LIGHTNING_PREFIX = "fan."
+_DATA_PARALLEL_PREFIX = "module."
+_MAX_LISTED_KEYS = 20
+
+StateDict = dict[str, torch.Tensor]
+
+
+def save_fan(fan: FAN, path: str | os.PathLike) -> None:
+    """Write ``fan`` as an aunet FAN file, atomically (a temporary name, then a rename).
+
+    Args:
+        fan: the network; its weights are written on the CPU.
+        path: destination; parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": AUNET_FAN_FORMAT,
+        "config": dataclasses.asdict(fan.config),
+        "state_dict": {key: value.detach().cpu() for key, value in fan.state_dict().items()},
+    }
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_fan(path: str | os.PathLike) -> FAN:
+    """Load a FAN from the official state dict, its TorchScript archive, or an aunet file.
+
+    Args:
+        path: the file (formats in the module docstring).
+
+    Returns:
+        The network on the CPU, in eval mode; called on B x 3 x 256 x 256 images in [0, 1] it
+        returns the last stack's B x 68 x 64 x 64 landmark heatmaps.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the file cannot be read with ``weights_only=True`` or holds no FAN; the
+            message names the missing, unexpected and mis-shaped keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FAN file not found: {path}")
+    if _is_torchscript(path):
+        state, config = _read_torchscript(path), None
+        default = OFFICIAL_2DFAN4_CONFIG
+    else:
+        state, config, default = _unpack(_read_pickle(path), path)
+    config = config or _infer_config(state, default)
+    fan = FAN(config)
+    fan.load_state_dict(_checked_state(fan, state, path))
+    return fan.eval()
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``constants.pkl``; ``torch.save`` files lack it."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def _read_torchscript(path: Path) -> StateDict:
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in torch 2.x; the official 2DFAN-4 is still shipped this way.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
+    return {key: value.detach() for key, value in module.state_dict().items()}
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"{path}: cannot be read as a FAN file with torch.load(weights_only=True): {error}"
+        ) from error
+
+
+def _unpack(obj: Any, path: Path) -> tuple[StateDict, FANConfig | None, FANConfig]:
+    """Split a loaded file into (state dict, config if the file gives one, inference defaults)."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{path}: expected a FAN state dict or checkpoint, got {type(obj).__name__}"
+        )
+    if obj.get("format") == AUNET_FAN_FORMAT:
+        state = dict(obj.get("state_dict") or {})
+        return state, _config_from(obj.get("config"), path), LIGHT_FAN_CONFIG
+    if isinstance(obj.get("state_dict"), Mapping):  # a Lightning checkpoint of FANModule
+        state = dict(obj["state_dict"])
+        network = {
+            key[len(LIGHTNING_PREFIX) :]: value
+            for key, value in state.items()
+            if key.startswith(LIGHTNING_PREFIX)
+        }
+        hyper = obj.get("hyper_parameters") or {}
+        # Without `fan.` keys the whole dict goes on, so the error lists what the file does hold.
+        return network or state, _config_from(hyper.get("fan_config"), path), LIGHT_FAN_CONFIG
+    state = dict(obj)
+    if state and all(key.startswith(_DATA_PARALLEL_PREFIX) for key in state):
+        state = {key[len(_DATA_PARALLEL_PREFIX) :]: value for key, value in state.items()}
+    return state, None, OFFICIAL_2DFAN4_CONFIG
+
+
+def _config_from(values: Any, path: Path) -> FANConfig | None:
+    if values is None:
+        return None
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{path}: the FAN config must be a mapping, got {type(values).__name__}")
+    try:
+        return FANConfig.from_dict(dict(values))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: invalid FAN config {dict(values)}: {error}") from error
+
+
+def _infer_config(state: Mapping[str, torch.Tensor], default: FANConfig) -> FANConfig:
+    """Read stacks, width, depth, kernel size and landmarks off the keys; ``default`` fills gaps.
+
+    Keys that are absent leave the default in place, so the strict check that follows reports
+    them as missing instead of failing here.
+    """
+
+    def levels(pattern: str) -> list[int]:
+        return [int(m.group(1)) for key in state if (m := re.match(pattern, key))]
+
+    def size(key: str, dim: int, fallback: int) -> int:
+        value = state.get(key)
+        return (
+            int(value.shape[dim])
+            if isinstance(value, torch.Tensor) and value.ndim > dim
+            else fallback
+        )
+
+    stacks, depths = levels(r"m(\d+)\."), levels(r"m0\.b1_(\d+)\.")
+    depth = max(depths, default=default.depth)
+    return dataclasses.replace(
+        default,
+        num_stacks=max(stacks, default=default.num_stacks - 1) + 1,
+        width=size("conv_last0.weight", 0, default.width),
+        depth=depth,
+        kernel_size=size(f"m0.b1_{depth}.conv1.weight", -1, default.kernel_size),
+        num_landmarks=size("l0.weight", 0, default.num_landmarks),
+    )
+
+
+def _checked_state(fan: FAN, state: Mapping[str, Any], path: Path) -> StateDict:
+    """``state`` ready for a strict load into ``fan``, or a ValueError listing every mismatch.
+
+    BatchNorm's ``num_batches_tracked`` counters are optional (files saved before PyTorch 0.4.1
+    lack them; they do not affect the output) and are filled in from ``fan`` when absent.
+    """
+    expected = fan.state_dict()
+    optional = {key for key in expected if key.endswith("num_batches_tracked")}
+    missing = [key for key in expected if key not in state and key not in optional]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key}: file {_shape(state[key])}, FAN {_shape(expected[key])}"
+        for key in expected
+        if key in state and _shape(state[key]) != _shape(expected[key])
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{path} does not hold a FAN of the inferred architecture {fan.config}:\n"
+            f"{_listing('missing keys', missing)}\n"
+            f"{_listing('unexpected keys', unexpected)}\n"
+            f"{_listing('shape mismatches', mismatched)}"
+        )
+    return {**{key: expected[key] for key in optional}, **state}
+
+
+def _shape(value: Any) -> tuple[int, ...] | str:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _listing(title: str, items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED_KEYS])
+    more = f", ... (+{len(items) - _MAX_LISTED_KEYS} more)" if len(items) > _MAX_LISTED_KEYS else ""
+    return f"  {title} ({len(items)}): {shown or '-'}{more}"

@@ -1,0 +1,241 @@
+"""AU intensity estimation by heatmap regression (Sec. 3) for any transfer strategy (Sec. 4).
+
+The module draws the target heatmaps on the batch's device from the batch's landmarks and
+intensities (Table 1 placement, :mod:`aunet.heatmaps`), regresses them with a strategy from the
+model registry (:func:`aunet.models.build_strategy`), and scores the maxima of the predicted maps
+with ICC(3,1) and MSE per AU. The ResNet-18 baseline (Sec. 6.1) regresses the intensities
+directly.
+
+Batches are dicts (see :mod:`aunet.data.dataset`): ``image`` B x 3 x S x S uint8, ``landmarks``
+B x 68 x 2 input pixels (NaN unknown), ``au`` B x K (NaN unknown), ``index`` B store rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from aunet.aus import check_au_names
+from aunet.heatmaps import SIGMA_AT_1, SIGMA_AT_5, au_targets, decode_au_heatmaps
+from aunet.metrics import ICC, MSE
+from aunet.models import FAN, FANConfig, build_strategy, load_fan
+from aunet.training.common import OptimiserSettings, StageMetrics, images_to_float
+
+#: Strategies that transfer from a pre-trained FAN and cannot run without one.
+NEEDS_FAN = ("finetune", "adapt", "attention", "reparam", "adapt_finetune")
+#: Heatmap sizes at which ``sigma_at_1``/``sigma_at_5`` are given (the paper's 64 x 64 maps).
+REFERENCE_HEATMAP_SIZE = 64
+
+
+class AUHeatmapModule(pl.LightningModule):
+    """AU heatmap regression (or direct regression for ``resnet18``) over one strategy.
+
+    Args:
+        strategy: a name from :data:`aunet.models.STRATEGIES` (``scratch``, ``finetune``,
+            ``adapt``, ``attention``, ``reparam``, ``random_backbone``, ``resnet18``,
+            ``adapt_finetune``).
+        au_names: the K AUs, in the data's column order (linked from the DataModule).
+        fan: path to FAN weights (official face-alignment state dict, its TorchScript archive,
+            or an aunet FAN checkpoint); required by the transfer strategies.
+        fan_config: the FAN's architecture, filled in from ``fan`` and saved in checkpoints so a
+            trained model rebuilds without the FAN file; give it instead of ``fan`` to build an
+            untrained backbone of that shape.
+        strategy_args: extra keyword arguments for the strategy builder.
+        lr: Adam's learning rate (the paper does not give it).
+        weight_decay: Adam's weight decay (Sec. 5.3: 1e-6).
+        cosine_period_epochs: cosine annealing restarts every this many epochs (Sec. 5.3's
+            "cosine annealing scheduler with step 5"); None anneals once over the whole run.
+        channels_last: run the network in channels-last memory format (faster convolutions on
+            CPUs with AVX-512 and on GPUs with tensor cores; see bench/BENCHMARKS.md).
+        sigma_at_1: Gaussian spread at intensity 1, in pixels of a 64 x 64 map (scaled with the
+            map size), see :func:`aunet.heatmaps.intensity_sigma`.
+        sigma_at_5: Gaussian spread at intensity 5, likewise.
+        fixed_sigma: if set, every Gaussian has this spread (the fixed-size ablation).
+    """
+
+    def __init__(
+        self,
+        strategy: str = "scratch",
+        au_names: Sequence[str] = (),
+        fan: str | None = None,
+        fan_config: dict[str, Any] | None = None,
+        strategy_args: dict[str, Any] | None = None,
+        lr: float = 5e-4,
+        weight_decay: float = 1e-6,
+        cosine_period_epochs: int | None = 5,
+        channels_last: bool = True,
+        sigma_at_1: float = SIGMA_AT_1,
+        sigma_at_5: float = SIGMA_AT_5,
+        fixed_sigma: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.au_names = check_au_names(tuple(au_names))
+        if not self.au_names:
+            raise ValueError("au_names is empty: the model needs the data's AU list")
+        backbone = self._backbone(strategy, fan, fan_config)
+        if backbone is not None:
+            fan_config = asdict(backbone.config)
+        self.save_hyperparameters(
+            {
+                "strategy": strategy,
+                "au_names": list(self.au_names),
+                "fan": fan,
+                "fan_config": fan_config,
+                "strategy_args": dict(strategy_args or {}),
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "cosine_period_epochs": cosine_period_epochs,
+                "channels_last": channels_last,
+                "sigma_at_1": sigma_at_1,
+                "sigma_at_5": sigma_at_5,
+                "fixed_sigma": fixed_sigma,
+            }
+        )
+        self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
+        options = dict(strategy_args or {})
+        if strategy == "attention":
+            options.setdefault("au_names", self.au_names)
+        self.model = build_strategy(strategy, len(self.au_names), fan=backbone, **options)
+        self.regresses_heatmaps = self.model.output_kind == "heatmaps"
+        # One metric object per stage, so that validation never mixes with training frames.
+        k = len(self.au_names)
+        self.train_metrics = StageMetrics(ICC(k), MSE(k))
+        self.val_metrics = StageMetrics(ICC(k), MSE(k))
+        self.test_metrics = StageMetrics(ICC(k), MSE(k))
+
+    @staticmethod
+    def _backbone(strategy: str, fan: str | None, fan_config: dict[str, Any] | None) -> FAN | None:
+        """The FAN to transfer from: loaded from ``fan``, or shaped by ``fan_config``."""
+        if fan is not None:
+            return load_fan(fan)
+        if fan_config is not None:
+            return FAN(FANConfig(**fan_config))
+        if strategy in NEEDS_FAN:
+            raise ValueError(
+                f"strategy {strategy!r} transfers from a pre-trained FAN: pass model.fan="
+                "<path to 2DFAN-4 weights or an aunet FAN checkpoint> (make train ... FAN=path), "
+                "or pre-train one with `make fan`"
+            )
+        return None
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Heatmaps (B x K x S/4 x S/4), or intensities for ``resnet18``, of uint8/[0, 1] images."""
+        return self.model(images_to_float(images, self.hparams.channels_last))
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One optimisation step's loss on a batch."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Accumulate validation loss and metrics."""
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Accumulate test loss and metrics."""
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Per-frame store rows, intensities, locations (input pixels) and truth if known.
+
+        ``resnet18`` regresses no maps, so its locations are NaN.
+        """
+        intensities, locations = self.predict_intensities(batch["image"])
+        result = {"index": batch["index"], "pred": intensities, "location": locations}
+        if "au" in batch:
+            result["true"] = batch["au"]
+        return result
+
+    def predict_intensities(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Intensities (B x K, 0-5) and AU locations (B x K x 2, input pixels) of a batch."""
+        output = self(images).float()
+        if not self.regresses_heatmaps:
+            return output.clamp(0.0, 5.0), output.new_full((*output.shape, 2), float("nan"))
+        intensities, locations = decode_au_heatmaps(output)
+        return intensities, locations * (images.shape[-1] / output.shape[-1])
+
+    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        images, truth = batch["image"], batch["au"].float()
+        output = self(images).float()  # losses and decoding in float32 under mixed precision
+        if self.regresses_heatmaps:
+            loss = self._heatmap_loss(output, batch["landmarks"].float(), truth, images.shape[-1])
+            predicted = decode_au_heatmaps(output.detach())[0]
+        else:
+            known = ~truth.isnan()
+            loss = (output - truth.nan_to_num(0.0)).square()[known].mean()
+            predicted = output.detach().clamp(0.0, 5.0)
+        self.stage_metrics(stage).update(predicted, truth)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            sync_dist=True,
+            prog_bar=True,
+            batch_size=len(images),
+        )
+        return loss
+
+    def draw_targets(
+        self, landmarks: Tensor, truth: Tensor, image_size: int, heatmap_size: int
+    ) -> tuple[Tensor, Tensor]:
+        """Target maps and their mask for a batch, on the batch's device (Sec. 3.2).
+
+        The spreads are given for the paper's 64 x 64 maps and scale with ``heatmap_size``.
+        """
+        scale = heatmap_size / REFERENCE_HEATMAP_SIZE
+        fixed = self.hparams.fixed_sigma
+        return au_targets(
+            landmarks,
+            truth,
+            self.au_names,
+            image_size,
+            heatmap_size,
+            self.hparams.sigma_at_1 * scale,
+            self.hparams.sigma_at_5 * scale,
+            None if fixed is None else fixed * scale,
+        )
+
+    def _heatmap_loss(
+        self, output: Tensor, landmarks: Tensor, truth: Tensor, image_size: int
+    ) -> Tensor:
+        """Eq. 2: squared error between predicted and target maps.
+
+        Summed over each map's pixels, averaged over the maps whose label is known.
+        """
+        targets, mask = self.draw_targets(landmarks, truth, image_size, output.shape[-1])
+        per_map = (output - targets).square().sum(dim=(-2, -1))
+        return per_map[mask].sum() / mask.sum().clamp_min(1)
+
+    def on_fit_start(self) -> None:
+        """Switch the network to channels-last memory format if asked."""
+        if self.hparams.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training ICC/MSE per AU."""
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/icc/AU01`` ..., ``val/icc_mean``, ``val/mse/AU01`` ..., ``val/mse_mean``."""
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics, named as the validation ones."""
+        self._log_epoch_metrics("test")
+
+    def stage_metrics(self, stage: str) -> StageMetrics:
+        """The metric object of ``train``, ``val`` or ``test``."""
+        return getattr(self, f"{stage}_metrics")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        values = self.stage_metrics(stage).compute_and_reset(self.au_names)
+        self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, sync_dist=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam over the trainable parameters only (frozen FANs stay out), cosine annealing."""
+        return self.optimiser_settings.build(self, self.trainer.max_epochs)

@@ -1,0 +1,194 @@
+"""Callbacks: heatmap overlay panels, metrics.json, second-stage unfreezing, atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import BaseFinetuning, Callback
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from aunet.visualise import au_panel
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
+        json.dump(data, file, indent=2, sort_keys=True)
+        file.write("\n")
+    os.replace(file.name, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Save checkpoints to a temporary file in the same folder, then rename over the target.
+
+    A job killed while writing (SLURM preemption, a full disk) leaves the previous ``last.ckpt``
+    intact instead of a truncated one that would make the run unresumable.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, suffix=".ckpt.partial")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+class MetricsJson(Callback):
+    """Write the final validation metrics, ``global_step`` and ``epoch`` to ``metrics.json``.
+
+    Args:
+        path: the file (``runs/<experiment>/<dataset>/fold<k>/<timestamp>/metrics.json``).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Collect every logged ``val/...`` value; NaN becomes null in the JSON."""
+        values: dict[str, Any] = {
+            key: _json_number(float(value))
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        values["global_step"] = trainer.global_step
+        values["epoch"] = trainer.current_epoch
+        write_json_atomically(self.path, values)
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class HeatmapOverlays(Callback):
+    """Every N epochs, log predicted and target AU heatmaps over validation faces (Fig. 7).
+
+    The panel goes to every W&B logger as ``val/heatmaps`` and is saved as a PNG under
+    ``<folder>/epoch<E>.png``, so it exists without W&B too.
+
+    Args:
+        folder: where PNGs go.
+        every_n_epochs: how often (validation epochs).
+        num_images: how many faces of the first validation batch.
+    """
+
+    def __init__(self, folder: str | os.PathLike, every_n_epochs: int = 5, num_images: int = 3):
+        self.folder = Path(folder)
+        self.every_n_epochs = every_n_epochs
+        self.num_images = num_images
+        self._batch: dict[str, torch.Tensor] | None = None
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return (
+            self.every_n_epochs > 0
+            and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        )
+
+    def on_validation_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: dict[str, torch.Tensor],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Keep the first faces of the epoch's first batch."""
+        if batch_idx == 0 and self._due(trainer):
+            keep = slice(0, self.num_images)
+            self._batch = {key: value[keep] for key, value in batch.items()}
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Draw and log the panel."""
+        if self._batch is None or not getattr(pl_module, "regresses_heatmaps", False):
+            return
+        batch, self._batch = self._batch, None
+        grid = self.panel(pl_module, batch)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(self.folder / f"epoch{trainer.current_epoch:03d}.png"), grid[..., ::-1])
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("val/heatmaps", [grid], step=trainer.global_step)
+
+    @staticmethod
+    @torch.no_grad()
+    def panel(module: pl.LightningModule, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """One row pair per face: predicted maps (labelled pred/true), then target maps."""
+        images = batch["image"]
+        truth = batch["au"].float()
+        predicted_maps = module(images).float()
+        targets, _ = module.draw_targets(
+            batch["landmarks"].float(), truth, images.shape[-1], predicted_maps.shape[-1]
+        )
+        predicted = predicted_maps.amax(dim=(-2, -1)).clamp(0, 5)
+        rows = []
+        for i in range(len(images)):
+            face = images[i].permute(1, 2, 0).cpu().numpy()
+            if face.dtype != np.uint8:
+                face = (face * 255).clip(0, 255).astype(np.uint8)
+            names = module.au_names
+            rows.append(
+                au_panel(
+                    face,
+                    predicted_maps[i].cpu().numpy(),
+                    names,
+                    predicted[i].tolist(),
+                    truth[i].tolist(),
+                )
+            )
+            rows.append(
+                au_panel(face, targets[i].cpu().numpy(), names, truth[i].nan_to_num(0).tolist())
+            )
+        return np.concatenate(rows, axis=0)
+
+
+class UnfreezeBackbone(BaseFinetuning):
+    """Second stage of ``adapt_finetune`` (Sec. 6.5): unfreeze the FAN and fine-tune it all.
+
+    Args:
+        at_epoch: the epoch at which the FAN joins the optimiser.
+        lr_factor: its learning rate relative to the head's (a small one, as in fine-tuning).
+    """
+
+    def __init__(self, at_epoch: int = 10, lr_factor: float = 0.1) -> None:
+        super().__init__()
+        self.at_epoch = at_epoch
+        self.lr_factor = lr_factor
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        """Nothing to do: the ``adapt_finetune`` strategy builds its FAN frozen."""
+
+    def finetune_function(
+        self, pl_module: pl.LightningModule, epoch: int, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """At ``at_epoch``, make the FAN trainable and add it to the optimiser."""
+        if epoch != self.at_epoch:
+            return
+        pl_module.model.unfreeze_backbone()
+        head_lr = optimizer.param_groups[0]["lr"]
+        self.unfreeze_and_add_param_group(
+            pl_module.model.backbone, optimizer, lr=head_lr * self.lr_factor
+        )
