@@ -277,7 +277,7 @@ _AU_SHIFTS: dict[str, tuple[tuple[int, float, float], ...]] = {
         (38, 0.0, 0.02),
     ),
     # Upper lid raiser (levator palpebrae): upper lids up, sclera shows above the iris.
-    "AU05": ((37, 0.0, -0.085), (38, 0.0, -0.085), (36, 0.0, -0.008), (39, 0.0, -0.008)),
+    "AU05": ((37, 0.0, -0.1), (38, 0.0, -0.1), (36, 0.0, -0.01), (39, 0.0, -0.01)),
     # Cheek raiser (orbicularis oculi, pars orbitalis): lower lids pushed up, cheeks bulge out.
     "AU06": (
         (40, 0.0, -0.045),
@@ -452,10 +452,19 @@ def face_landmarks(identity: Identity, intensities: np.ndarray, blink: float = 0
         p[outer, 1] = max(p[outer, 1], p[inner, 1] + share * identity.lower_lip)
     for inner, outer, share in ((62, 51, 0.45), (61, 50, 0.5), (63, 52, 0.5)):
         p[outer, 1] = min(p[outer, 1], p[inner, 1] - share * identity.upper_lip)
-    # The lids: a blink lowers the upper lid onto the lower one; they never cross.
-    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
-        closed = p[lower, 1] - 0.01
-        p[upper, 1] = min(p[upper, 1] + blink * (closed - p[upper, 1]), closed)
+    # The lids: a blink lowers the upper lid onto the lower one; they never cross, and a raised
+    # lid (AU5) stays below a lowered brow (AU4).
+    for brow, lids in (
+        (slice(17, 22), ((37, 41), (38, 40))),
+        (slice(22, 27), ((43, 47), (44, 46))),
+    ):
+        order = np.argsort(p[brow, 0])
+        for upper, lower in lids:
+            closed = p[lower, 1] - 0.01
+            above = np.interp(p[upper, 0], p[brow, 0][order], p[brow, 1][order])
+            lowest = above + identity.brow_thickness + 0.02
+            p[upper, 1] = min(max(p[upper, 1], lowest), closed)
+            p[upper, 1] += blink * (closed - p[upper, 1])
     return p
 
 

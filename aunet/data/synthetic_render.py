@@ -470,7 +470,7 @@ def _draw_eye(
     lower = _curve(p[[first + 3, first + 4, first + 5, first]])
     opening = np.concatenate([upper, lower[1:-1]])
     # The crease sits on the orbit; AU5 pulls the lid up under it, closing the gap and hiding it.
-    raised = 0.085 * f.expressivity * au["AU05"]
+    raised = 0.1 * f.expressivity * au["AU05"]
     crease = upper[3:-3] - (0.0, max(0.012, 0.05 - 0.7 * raised))
     c.stroke(crease, _darker(f.skin, 0.45 * (1.0 - 0.7 * au["AU05"])), 0.014)
     c.fill(opening, _SCLERA)
