@@ -111,6 +111,9 @@ class _Event:
     members: tuple[tuple[str, float, float], ...]
 
 
+# How often each AU shows alone: AU26 seldom (DISFA's jaw drops come with the lips apart), AU5
+# a little more, as its cue (sclera above the iris) is the smallest in the image.
+_ALONE = {"AU26": 0.01, "AU05": 0.045}
 # Expressions as FACS combines them; their coverages set the per-AU base rates (documented in
 # docs/synthetic-faces.md: AU25 ~0.35, AU12 ~0.27, AU5/AU9/AU15/AU20 ~0.06-0.09 of the frames).
 _EVENTS: tuple[_Event, ...] = (
@@ -118,7 +121,7 @@ _EVENTS: tuple[_Event, ...] = (
     _Event(0.20, (("AU25", 1.0, 1.0), ("AU26", 0.65, 0.85))),  # speech, mouth open
     _Event(  # surprise
         0.08,
-        (("AU01", 1.0, 1.0), ("AU02", 0.85, 0.95), ("AU05", 0.35, 0.7), ("AU25", 0.3, 0.7)),
+        (("AU01", 1.0, 1.0), ("AU02", 0.85, 0.95), ("AU05", 0.45, 0.8), ("AU25", 0.3, 0.7)),
     ),
     _Event(0.12, (("AU04", 1.0, 1.0), ("AU09", 0.15, 0.6), ("AU17", 0.3, 0.7))),  # frown
     _Event(0.04, (("AU09", 1.0, 1.0), ("AU04", 0.5, 0.7), ("AU25", 0.3, 0.6))),  # disgust
@@ -132,7 +135,7 @@ _EVENTS: tuple[_Event, ...] = (
     ),
     _Event(0.05, (("AU17", 1.0, 1.0), ("AU15", 0.3, 0.6))),  # doubt, chin raise
     # Every AU also alone now and then, so that none is only ever seen with its partners.
-    *(_Event(0.01 if name == "AU26" else 0.03, ((name, 1.0, 1.0),)) for name in SYNTHETIC_AUS),
+    *(_Event(_ALONE.get(name, 0.03), ((name, 1.0, 1.0),)) for name in SYNTHETIC_AUS),
 )
 _PEAKS = (1, 2, 3, 4, 5)
 _PEAK_PROBABILITIES = (0.15, 0.25, 0.27, 0.2, 0.13)

@@ -435,9 +435,10 @@ def face_landmarks(identity: Identity, intensities: np.ndarray, blink: float = 0
     parts the lips: a jaw drop with closed lips stretches the lower lip instead of opening the
     mouth. Lips and lids never cross.
     """
-    weights = check_intensities(intensities) / MAX_INTENSITY
+    values = check_intensities(intensities)
+    weights = values / MAX_INTENSITY
     shifts = _au_displacements()
-    apart = min(1.0, float(intensities[_AU_INDEX["AU25"]]))
+    apart = min(1.0, values[_AU_INDEX["AU25"]])  # lips fully apart from AU25 intensity 1
     jaw = np.ones(NUM_LANDMARKS)
     jaw[list(_OUTER_LOWER_LIP)] = 0.3 + 0.7 * apart
     jaw[list(_INNER_LOWER_LIP)] = apart
