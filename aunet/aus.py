@@ -148,14 +148,20 @@ def check_au_names(au_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 @cache
-def _centre_weights_cpu(au_names: tuple[str, ...]) -> torch.Tensor:
-    """K x 3 x 68 averaging weights: row (k, s) averages the landmarks of AU k's slot s."""
-    weights = torch.zeros(len(au_names), len(SLOTS), NUM_LANDMARKS, dtype=torch.float64)
+def _centre_weights(
+    au_names: tuple[str, ...], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """K x 3 x 68 averaging weights: row (k, s) averages the landmarks of AU k's slot s.
+
+    Cached per device and dtype: the attention strategy calls this every forward, and a fresh
+    host-to-device copy each time would stall a GPU.
+    """
+    weights = torch.zeros(len(au_names), len(SLOTS), NUM_LANDMARKS, dtype=dtype)
     for k, name in enumerate(check_au_names(au_names)):
         for s, landmarks in enumerate(AU_LOCATIONS[name].slots()):
             if landmarks:
                 weights[k, s, list(landmarks)] = 1.0 / len(landmarks)
-    return weights
+    return weights.to(device)
 
 
 def au_centres(
@@ -174,7 +180,7 @@ def au_centres(
     """
     if landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 2):
         raise ValueError(f"landmarks must be B x 68 x 2, got {tuple(landmarks.shape)}")
-    weights = _centre_weights_cpu(tuple(au_names)).to(landmarks.device, landmarks.dtype)
+    weights = _centre_weights(tuple(au_names), landmarks.device, landmarks.dtype)
     unknown = landmarks.isnan().any(dim=-1).to(landmarks.dtype)  # B x 68
     used = weights > 0  # K x 3 x 68
     # A slot is valid when it has landmarks and none of them is unknown.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import netrc
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -148,9 +149,7 @@ class AUNetCLI(LightningCLI):
         if id_file.exists():
             run_id = id_file.read_text().strip()
         else:
-            import wandb  # heavy: imported only when W&B is on
-
-            run_id = wandb.util.generate_id()
+            run_id = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
             folder.mkdir(parents=True, exist_ok=True)
             id_file.write_text(run_id + "\n")
         group = f"{settings.experiment}-{self.dataset_name()}"
@@ -219,7 +218,7 @@ class AUCLI(AUNetCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Run settings, and the AU list linked from the data to the model."""
         super().add_arguments_to_parser(parser)
-        parser.link_arguments("data.au_names", "model.au_names", apply_on="instantiate")
+        parser.link_arguments("data.au_names", "model.init_args.au_names", apply_on="instantiate")
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
         """Add the heatmap overlay panel."""
@@ -235,12 +234,12 @@ class FANCLI(AUNetCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet``."""
-    AUCLI(AUHeatmapModule, AUDataModule, args=args)
+    AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet-fan``."""
-    FANCLI(FANModule, LandmarkDataModule, args=args)
+    FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,8 @@ class UnfreezeBackbone(BaseFinetuning):
         """At ``at_epoch``, make the FAN trainable and add it to the optimiser."""
         if epoch != self.at_epoch:
             return
-        backbone = pl_module.model.unfreeze_backbone()
+        pl_module.model.unfreeze_backbone()
         head_lr = optimizer.param_groups[0]["lr"]
-        self.unfreeze_and_add_param_group(backbone, optimizer, lr=head_lr * self.lr_factor)
+        self.unfreeze_and_add_param_group(
+            pl_module.model.backbone, optimizer, lr=head_lr * self.lr_factor
+        )

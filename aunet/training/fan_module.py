@@ -23,7 +23,6 @@ from aunet.training.common import OptimiserSettings, images_to_float
 
 #: Outer eye corners of the 68-point scheme: the inter-ocular distance normalises the NME.
 OUTER_EYE_CORNERS = (36, 45)
-REFERENCE_HEATMAP_SIZE = 64
 
 
 def normalised_mean_error(predicted: Tensor, truth: Tensor) -> Tensor:
@@ -51,7 +50,7 @@ class FANModule(pl.LightningModule):
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
         cosine_period_epochs: cosine warm-restart period; None anneals once over the run.
-        landmark_sigma: Gaussian spread in pixels of a 64 x 64 map (scaled with the map size).
+        landmark_sigma: Gaussian spread in heatmap pixels (2 for the paper's 64 x 64 maps).
         channels_last: run the network in channels-last memory format.
     """
 
@@ -77,7 +76,8 @@ class FANModule(pl.LightningModule):
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
-        self.nme = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("train", "val", "test")})
+        # One metric object per stage (normalised mean error, averaged over images).
+        self.train_nme, self.val_nme, self.test_nme = MeanMetric(), MeanMetric(), MeanMetric()
 
     def forward(self, images: Tensor) -> Tensor:
         """Final-stack landmark heatmaps of uint8 or [0, 1] float images."""
@@ -97,13 +97,13 @@ class FANModule(pl.LightningModule):
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         images, truth = batch["image"], batch["landmarks"].float()
-        stacks = self.fan.forward_stacks(images_to_float(images, self.hparams.channels_last))
+        stacks = self.fan.stack_heatmaps(images_to_float(images, self.hparams.channels_last))
         heatmap_size = stacks[-1].shape[-1]
         scale = heatmap_size / images.shape[-1]
         targets, known = landmark_heatmaps(
             truth * scale,
             (heatmap_size, heatmap_size),
-            self.hparams.landmark_sigma * heatmap_size / REFERENCE_HEATMAP_SIZE,
+            self.hparams.landmark_sigma,
         )
         count = known.sum().clamp_min(1)
         loss = sum(
@@ -113,7 +113,8 @@ class FANModule(pl.LightningModule):
         predicted = decode_landmarks(stacks[-1].detach().float()) / scale
         errors = normalised_mean_error(predicted, truth)
         errors = errors[errors.isfinite()]
-        self.nme[stage].update(errors, weight=torch.ones_like(errors))
+        nme = getattr(self, f"{stage}_nme")
+        nme.update(errors)
         self.log(
             f"{stage}/loss",
             loss,
@@ -124,7 +125,7 @@ class FANModule(pl.LightningModule):
             batch_size=len(images),
         )
         self.log(
-            f"{stage}/nme", self.nme[stage], on_epoch=True, prog_bar=True, batch_size=len(images)
+            f"{stage}/nme", nme, on_epoch=True, prog_bar=True, batch_size=len(images)
         )
         return loss
 

@@ -1,0 +1,119 @@
+"""Training end to end on tiny stores: every experiment config, loss, metrics.json, resume."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from factories import write_store
+
+from aunet.aus import DATASET_AUS
+from aunet.cli import main as aunet_main
+from aunet.data.dataset import FrameDataset, collate_frames
+from aunet.data.folds import DISFA_SUBJECTS
+from aunet.launch import experiment_names
+from aunet.models import FAN, FANConfig, save_fan
+from aunet.training import AUHeatmapModule
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+AU_EXPERIMENTS = [name for name in experiment_names() if name != "fan"]
+TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "synthetic.h5"
+    return write_store(path, DISFA_SUBJECTS, frames_per_subject=2, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def fan_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fan") / "fan.pt"
+    save_fan(FAN(TINY_FAN), path)
+    return path
+
+
+def fit_args(experiment: str, store: Path, fan: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config", str(EXPERIMENTS / "base.yaml"),
+        "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
+        "--data.path", str(store),
+        "--data.image_size", "32",
+        "--data.batch_size", "8",
+        "--data.num_workers", "0",
+        "--model.init_args.fan", str(fan),
+        "--run.dir", str(run_dir),
+        "--run.experiment", experiment,
+        "--run.wandb", "offline",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("experiment", AU_EXPERIMENTS)
+def test_every_experiment_config_runs_a_fast_dev_run(experiment, store, fan_file, tmp_path):
+    aunet_main(
+        fit_args(experiment, store, fan_file, tmp_path / "run", "--trainer.fast_dev_run", "1")
+    )
+
+
+def test_a_full_epoch_writes_the_run_folder_contract(store, fan_file, tmp_path):
+    run_dir = tmp_path / "run"
+    aunet_main(fit_args("reparam", store, fan_file, run_dir, "--trainer.max_epochs", "1",
+                        "--run.overlay_every_n_epochs", "1"))  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"val/icc_mean", "val/mse_mean", "val/icc/AU01", "val/mse/AU26"} <= set(metrics)
+    assert metrics["global_step"] > 0
+    assert metrics["epoch"] == 1
+    assert (run_dir / "config.yaml").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert list((run_dir / "checkpoints").glob("best-epoch*.ckpt"))
+    assert list((run_dir / "overlays").glob("epoch*.png"))
+    assert (run_dir / "metrics.csv").exists()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["fan_config"]["width"] == TINY_FAN.width
+
+
+@pytest.mark.parametrize("experiment", ["scratch", "adapt"])
+def test_loss_falls_on_a_tiny_overfit_set(experiment, fan_file, tmp_path):
+    store = write_store(tmp_path / "tiny.h5", DISFA_SUBJECTS[:3], frames_per_subject=4,
+                        image_size=32)  # fmt: skip
+    batch = collate_frames([FrameDataset(store)[i] for i in range(12)])
+    module = AUHeatmapModule(experiment, au_names=DATASET_AUS["synthetic"], fan=str(fan_file),
+                             lr=3e-3, cosine_period_epochs=None)  # fmt: skip
+    optimiser = module.optimiser_settings.build(module, max_epochs=1)["optimizer"]
+    module.train()
+    losses = []
+    for _ in range(40):
+        optimiser.zero_grad()
+        output = module(batch["image"])
+        loss = module._heatmap_loss(output, batch["landmarks"], batch["au"], image_size=32)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):
+    from aunet.cli import fan_main
+    from aunet.models import load_fan
+
+    store = write_store(tmp_path / "landmarks.h5", DISFA_SUBJECTS[:6], frames_per_subject=3,
+                        au_names=(), image_size=32)  # fmt: skip
+    run_dir = tmp_path / "run"
+    fan_main([
+        "fit", "--config", str(EXPERIMENTS / "fan.yaml"),
+        "--model.init_args.fan_config", json.dumps(dataclasses.asdict(TINY_FAN)),
+        "--data.path", str(store), "--data.image_size", "32", "--data.batch_size", "6",
+        "--data.num_workers", "0", "--data.val_fraction", "0.3", "--run.dir", str(run_dir),
+        "--run.wandb", "disabled", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val/nme"] > 0
+    fan = load_fan(run_dir / "checkpoints" / "last.ckpt")
+    assert fan.config == TINY_FAN
+    assert fan(torch.rand(1, 3, 32, 32)).shape == (1, 68, 8, 8)
