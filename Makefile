@@ -71,7 +71,7 @@ cv: $(STAMP)  ## cross-validate: EXP=adapt DATA=disfa [LAUNCH=local|slurm] [ARGS
 prep: $(STAMP)  ## convert a dataset to HDF5: DATA=disfa ROOT=/path/to/DISFA [ARGS=...]
 	$(PY) -m data_prep $(DATA) $(if $(ROOT),--root $(ROOT)) --out data/$(DATA).h5 $(ARGS)
 
-fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w_lp.h5] (default: synthetic landmark faces)
+fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w-lp.h5] (default: synthetic landmark faces)
 	$(PY) -m aunet.launch fan $(if $(FAN_DATA),--data $(FAN_DATA)) -- $(ARGS)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)

@@ -74,12 +74,13 @@ _TABLE_1: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = 
 # Table 1's "61, 64" for AU25/26 are therefore the inner-lip midpoints 62 (upper) and 66 (lower):
 # the centre of the open mouth, which is where lips-apart and jaw-drop show. Read literally as
 # 68-point indices they would be the upper-right inner lip and the right inner mouth corner.
-_INNER_LIP_66_TO_68 = (61, 62, 63, 65, 66, 67)
+#: 68-point indices of the 66-point scheme's inner-lip points 60..65.
+INNER_LIP_66_TO_68 = (61, 62, 63, 65, 66, 67)
 
 
 def _from_66_point(index: int) -> int:
     """Convert a 66-point iBUG index to the 68-point scheme (identical below 60)."""
-    return index if index < 60 else _INNER_LIP_66_TO_68[index - 60]
+    return index if index < 60 else INNER_LIP_66_TO_68[index - 60]
 
 
 #: Table 1 in 68-point indices, keyed by AU name. This is the table the code uses.

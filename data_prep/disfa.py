@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aunet.aus import _INNER_LIP_66_TO_68, DATASET_AUS, NUM_LANDMARKS
+from aunet.aus import DATASET_AUS, INNER_LIP_66_TO_68, NUM_LANDMARKS
 from aunet.data.video import frame_count, read_frames
 from data_prep.common import (
     ConversionError,
@@ -74,7 +74,7 @@ def landmarks_66_to_68(points: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected 66 x 2 landmarks, got shape {points.shape}")
     full = np.empty((NUM_LANDMARKS, 2), dtype=np.float32)
     full[:60] = points[:60]
-    full[list(_INNER_LIP_66_TO_68)] = points[60:]
+    full[list(INNER_LIP_66_TO_68)] = points[60:]
     w = _OUTER_CORNER_WEIGHT
     full[60] = w * full[48] + (1 - w) * (full[61] + full[67]) / 2
     full[64] = w * full[54] + (1 - w) * (full[63] + full[65]) / 2

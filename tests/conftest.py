@@ -2,6 +2,7 @@
 
 import os
 
+import cv2
 import pytest
 import torch
 
@@ -22,6 +23,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # shared 2-core machine, a 10x slowdown); subprocesses the tests start inherit this too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+# Tests call OpenCV in this process and then fork DataLoader workers, which deadlock in OpenCV
+# if its thread pool was started before the fork (see aunet/data/dataset.py).
+cv2.setNumThreads(0)
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,11 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from aunet.data.augment import Transform
 from aunet.data.store import FrameStore
 
+# OpenCV's thread pool does not survive a fork: a DataLoader worker forked after its parent ran
+# OpenCV with threads can deadlock on its first cv2 call. The loading process leaves the heavy
+# OpenCV work to its workers anyway, so it runs OpenCV without a pool.
+cv2.setNumThreads(0)
+
 _NO_AU = np.empty(0, dtype=np.float32)
 
 
