@@ -135,8 +135,10 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
         )
     name = store.stem.removesuffix("_landmarks")
     folder = new_run_folder(RUNS / "fan" / name / "official")
-    config = EXPERIMENTS / "fan.yaml"
-    run([executable("aunet-fan"), "fit", "--config", str(config), "--data.path", str(store),
+    configs = ["--config", str(EXPERIMENTS / "fan.yaml")]
+    if store == SYNTHETIC_LANDMARK_STORE:  # the CPU demo's sizes (64 px, a few epochs)
+        configs += ["--config", str(EXPERIMENTS / "data" / "synthetic_landmarks.yaml")]
+    run([executable("aunet-fan"), "fit", *configs, "--data.path", str(store),
          "--run.dir", str(folder), "--run.experiment", "fan", *extra])  # fmt: skip
     best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
     source = best[-1] if best else folder / "checkpoints" / "last.ckpt"
