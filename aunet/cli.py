@@ -7,7 +7,8 @@ differs from ``experiments/base.yaml``, the AU list flows from the data to the m
     runs/<experiment>/<dataset>/fold<k>/<timestamp>/
 
 holding the resolved ``config.yaml``, ``checkpoints/`` (best by the monitored metric, and
-``last.ckpt``), ``metrics.json``, the CSV log, heatmap overlay PNGs and the W&B run files. W&B is
+``last.ckpt``), ``metrics.json``, the CSV logs (``csv/version_<n>/metrics.csv``, one per start),
+heatmap overlay PNGs and the W&B run files. W&B is
 offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads later.
 """
 
@@ -74,10 +75,22 @@ def wandb_offline(mode: WandbMode) -> bool:
 
 
 class LogConfigToLoggers(SaveConfigCallback):
-    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config."""
+    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config.
+
+    The file goes to the run folder itself (the Trainer's ``default_root_dir``), not to a
+    logger's folder, so it sits beside ``checkpoints/`` and ``metrics.json`` whatever loggers run.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Send the whole resolved configuration to the loggers' hyperparameters."""
+        """Write ``config.yaml`` (rank zero) and send it to the loggers' hyperparameters."""
+        folder = Path(trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / self.config_filename, skip_none=False,
+                         overwrite=True, multifile=False)  # fmt: skip
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_hyperparams(self.config.as_dict())
@@ -142,7 +155,9 @@ class AUNetCLI(LightningCLI):
 
         The W&B run id is kept in the run folder, so a resumed run continues the same W&B run.
         """
-        loggers: list[Logger] = [CSVLogger(save_dir=folder, name="", version="")]
+        # A new csv/version_<n>/ per (re)start: Lightning's CSV logger deletes an existing
+        # metrics.csv in its folder, which would erase a resumed run's history.
+        loggers: list[Logger] = [CSVLogger(save_dir=folder, name="csv")]
         if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
             return loggers
         id_file = folder / "wandb_id"
