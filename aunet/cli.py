@@ -13,6 +13,7 @@ offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` up
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import netrc
 import os
@@ -71,6 +72,25 @@ def wandb_offline(mode: WandbMode) -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is None
     except (FileNotFoundError, netrc.NetrcParseError):
         return True
+
+
+def wandb_run_id(folder: Path) -> str:
+    """The W&B run id kept in ``folder/wandb_id``, made once (a resumed run continues it).
+
+    Every process of a run calls this (under ``srun`` all ranks start at once): each offers
+    a random id by hard-linking a complete file to ``wandb_id``, which only the first link
+    creates, and all then read the winner, so the file never holds a lost id.
+    """
+    id_file = folder / "wandb_id"
+    if not id_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
+        offered = folder / f".wandb_id.{offer}"
+        offered.write_text(offer + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(offered, id_file)
+        offered.unlink()
+    return id_file.read_text().strip()
 
 
 class LogConfigToLoggers(SaveConfigCallback):
@@ -145,13 +165,7 @@ class AUNetCLI(LightningCLI):
         loggers: list[Logger] = [CSVLogger(save_dir=folder, name="", version="")]
         if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
             return loggers
-        id_file = folder / "wandb_id"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
-            folder.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(run_id + "\n")
+        run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(
             WandbLogger(
