@@ -32,6 +32,7 @@ from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
 from aunet.training.fan_module import FANModule
+from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -182,7 +183,7 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints (best and last), metrics.json, learning rate, W&B summary."""
+        """Checkpoints (best and last), metrics.json, learning rate, W&B summary, SLURM requeue."""
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
         callbacks: list[Callback] = [
@@ -198,6 +199,7 @@ class AUNetCLI(LightningCLI):
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
+            SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(
