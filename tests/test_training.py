@@ -1,5 +1,6 @@
 """Training end to end on tiny stores: every experiment config, loss, metrics.json, resume."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,3 +95,25 @@ def test_loss_falls_on_a_tiny_overfit_set(experiment, fan_file, tmp_path):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):
+    from aunet.cli import fan_main
+    from aunet.models import load_fan
+
+    store = write_store(tmp_path / "landmarks.h5", DISFA_SUBJECTS[:6], frames_per_subject=3,
+                        au_names=(), image_size=32)  # fmt: skip
+    run_dir = tmp_path / "run"
+    fan_main([
+        "fit", "--config", str(EXPERIMENTS / "fan.yaml"),
+        "--model.init_args.fan_config", json.dumps(dataclasses.asdict(TINY_FAN)),
+        "--data.path", str(store), "--data.image_size", "32", "--data.batch_size", "6",
+        "--data.num_workers", "0", "--data.val_fraction", "0.3", "--run.dir", str(run_dir),
+        "--run.wandb", "disabled", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val/nme"] > 0
+    fan = load_fan(run_dir / "checkpoints" / "last.ckpt")
+    assert fan.config == TINY_FAN
+    assert fan(torch.rand(1, 3, 32, 32)).shape == (1, 68, 8, 8)

@@ -28,8 +28,6 @@ from aunet.training.common import OptimiserSettings, StageMetrics, images_to_flo
 
 #: Strategies that transfer from a pre-trained FAN and cannot run without one.
 NEEDS_FAN = ("finetune", "adapt", "attention", "reparam", "adapt_finetune")
-#: Heatmap sizes at which ``sigma_at_1``/``sigma_at_5`` are given (the paper's 64 x 64 maps).
-REFERENCE_HEATMAP_SIZE = 64
 
 
 class AUHeatmapModule(pl.LightningModule):
@@ -52,9 +50,9 @@ class AUHeatmapModule(pl.LightningModule):
             "cosine annealing scheduler with step 5"); None anneals once over the whole run.
         channels_last: run the network in channels-last memory format (faster convolutions on
             CPUs with AVX-512 and on GPUs with tensor cores; see bench/BENCHMARKS.md).
-        sigma_at_1: Gaussian spread at intensity 1, in pixels of a 64 x 64 map (scaled with the
-            map size), see :func:`aunet.heatmaps.intensity_sigma`.
-        sigma_at_5: Gaussian spread at intensity 5, likewise.
+        sigma_at_1: Gaussian spread at intensity 1, in heatmap pixels (default: Eq. 1's
+            ``a / sqrt(2)``), see :func:`aunet.heatmaps.intensity_sigma`.
+        sigma_at_5: Gaussian spread at intensity 5, in heatmap pixels.
         fixed_sigma: if set, every Gaussian has this spread (the fixed-size ablation).
     """
 
@@ -183,21 +181,16 @@ class AUHeatmapModule(pl.LightningModule):
     def draw_targets(
         self, landmarks: Tensor, truth: Tensor, image_size: int, heatmap_size: int
     ) -> tuple[Tensor, Tensor]:
-        """Target maps and their mask for a batch, on the batch's device (Sec. 3.2).
-
-        The spreads are given for the paper's 64 x 64 maps and scale with ``heatmap_size``.
-        """
-        scale = heatmap_size / REFERENCE_HEATMAP_SIZE
-        fixed = self.hparams.fixed_sigma
+        """Target maps and their mask for a batch, on the batch's device (Sec. 3.2)."""
         return au_targets(
             landmarks,
             truth,
             self.au_names,
             image_size,
             heatmap_size,
-            self.hparams.sigma_at_1 * scale,
-            self.hparams.sigma_at_5 * scale,
-            None if fixed is None else fixed * scale,
+            self.hparams.sigma_at_1,
+            self.hparams.sigma_at_5,
+            self.hparams.fixed_sigma,
         )
 
     def _heatmap_loss(

@@ -23,7 +23,6 @@ from aunet.training.common import OptimiserSettings, images_to_float
 
 #: Outer eye corners of the 68-point scheme: the inter-ocular distance normalises the NME.
 OUTER_EYE_CORNERS = (36, 45)
-REFERENCE_HEATMAP_SIZE = 64
 
 
 def normalised_mean_error(predicted: Tensor, truth: Tensor) -> Tensor:
@@ -51,7 +50,7 @@ class FANModule(pl.LightningModule):
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
         cosine_period_epochs: cosine warm-restart period; None anneals once over the run.
-        landmark_sigma: Gaussian spread in pixels of a 64 x 64 map (scaled with the map size).
+        landmark_sigma: Gaussian spread in heatmap pixels (2 for the paper's 64 x 64 maps).
         channels_last: run the network in channels-last memory format.
     """
 
@@ -104,7 +103,7 @@ class FANModule(pl.LightningModule):
         targets, known = landmark_heatmaps(
             truth * scale,
             (heatmap_size, heatmap_size),
-            self.hparams.landmark_sigma * heatmap_size / REFERENCE_HEATMAP_SIZE,
+            self.hparams.landmark_sigma,
         )
         count = known.sum().clamp_min(1)
         loss = sum(
@@ -126,7 +125,7 @@ class FANModule(pl.LightningModule):
             batch_size=len(images),
         )
         self.log(
-            f"{stage}/nme", self.nme[stage], on_epoch=True, prog_bar=True, batch_size=len(images)
+            f"{stage}/nme", nme, on_epoch=True, prog_bar=True, batch_size=len(images)
         )
         return loss
 
