@@ -348,7 +348,7 @@ def predict_run(
     Returns:
         Every held-out frame (the fold's subjects, or the test partition) once, in store order.
     """
-    # Imported here: the SLURM fold step imports this module only to start a fit.
+    # Imported here: every launcher command imports this module; only predicting needs these.
     from aunet.data.datamodule import AUDataModule
     from aunet.training import AUHeatmapModule
 

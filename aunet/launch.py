@@ -153,7 +153,11 @@ def pretrained_synthetic_fan(extra: list[str]) -> Path:
 
 
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
-    """Pre-train a FAN (``experiments/fan.yaml``) and copy its best checkpoint to checkpoints/."""
+    """Pre-train a FAN and copy its best checkpoint to checkpoints/.
+
+    The configs are ``experiments/fan.yaml`` and, when there is one, the store's own
+    ``experiments/data/<store name>.yaml`` (``synthetic_landmarks.yaml`` sizes the CPU demo).
+    """
     if store == SYNTHETIC_LANDMARK_STORE:
         ensure_synthetic_store(store, landmark_only=True)
     elif not store.exists():
@@ -162,9 +166,13 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
         )
     name = store.stem.removesuffix("_landmarks")
     folder = new_run_folder(RUNS / "fan" / name / "official")
-    config = EXPERIMENTS / "fan.yaml"
-    run([executable("aunet-fan"), "fit", "--config", str(config), "--data.path", str(store),
-         "--run.dir", str(folder), "--run.experiment", "fan", *extra])  # fmt: skip
+    configs = [EXPERIMENTS / "fan.yaml", EXPERIMENTS / "data" / f"{store.stem}.yaml"]
+    command = [executable("aunet-fan"), "fit"]
+    for config in configs:
+        if config.exists():
+            command += ["--config", str(config)]
+    run([*command, "--data.path", str(store), "--run.dir", str(folder),
+         "--run.experiment", "fan", *extra])  # fmt: skip
     best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
     source = best[-1] if best else folder / "checkpoints" / "last.ckpt"
     target = CHECKPOINTS / f"fan_{name}.ckpt"
