@@ -14,6 +14,7 @@ offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` up
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import netrc
 import os
@@ -32,6 +33,7 @@ from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
 from aunet.training.fan_module import FANModule
+from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -72,6 +74,25 @@ def wandb_offline(mode: WandbMode) -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is None
     except (FileNotFoundError, netrc.NetrcParseError):
         return True
+
+
+def wandb_run_id(folder: Path) -> str:
+    """The W&B run id kept in ``folder/wandb_id``, made once (a resumed run continues it).
+
+    Every process of a run calls this (under ``srun`` all ranks start at once): each offers
+    a random id by hard-linking a complete file to ``wandb_id``, which only the first link
+    creates, and all then read the winner, so the file never holds a lost id.
+    """
+    id_file = folder / "wandb_id"
+    if not id_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
+        offered = folder / f".wandb_id.{offer}"
+        offered.write_text(offer + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(offered, id_file)
+        offered.unlink()
+    return id_file.read_text().strip()
 
 
 class LogConfigToLoggers(SaveConfigCallback):
@@ -160,13 +181,7 @@ class AUNetCLI(LightningCLI):
         loggers: list[Logger] = [CSVLogger(save_dir=folder, name="csv")]
         if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
             return loggers
-        id_file = folder / "wandb_id"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
-            folder.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(run_id + "\n")
+        run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(
             WandbLogger(
@@ -183,7 +198,7 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints (best and last), metrics.json, learning rate, W&B summary."""
+        """Checkpoints (best and last), metrics.json, learning rate, W&B summary, SLURM requeue."""
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
         callbacks: list[Callback] = [
@@ -199,6 +214,7 @@ class AUNetCLI(LightningCLI):
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
+            SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(
