@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from aunet import cv
+from aunet import cv, robustness, tables
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 
 EXPERIMENTS = Path("experiments")
@@ -453,6 +453,117 @@ def slurm_fold(plan_file: Path, number: int) -> None:
     os.execv(command[0], command)
 
 
+# --------------------------------------------------------------------------------------------
+# Tables and robustness (make table, make robustness)
+
+
+def table(
+    dataset: str,
+    experiments: Sequence[str],
+    launch: str,
+    fan: str | None,
+    checkpoint: str,
+    extra: list[str],
+    sbatch_args: Sequence[str] = (),
+    fold_args: Sequence[str] = (),
+) -> None:
+    """Cross-validate each experiment that has no report yet, then write the table.
+
+    Locally the cross-validations run one after another and the table follows; on SLURM each
+    is submitted as ``make cv ... LAUNCH=slurm`` does, and the table as a job that waits for
+    every report job (``afterok``). An experiment whose ``report.json`` exists is not run again.
+    """
+    ordered = tables.order_experiments(experiments)
+    missing = tables.missing_experiments(ordered, dataset)
+    for name in ordered:
+        if name not in missing:
+            print(f"{name}: {tables.report_file(name, dataset)} exists; not running it again")
+    if launch == "local":
+        for name in missing:
+            print(f"\n=== {name} on {dataset}: cross-validation", flush=True)
+            cross_validate_locally(plan_cross_validation(name, dataset, fan, checkpoint, extra))
+        write_table(dataset, ordered, extra)
+        return
+    report_jobs = [
+        submit_to_slurm(
+            plan_cross_validation(name, dataset, fan, checkpoint, extra), sbatch_args, fold_args
+        )[1]
+        for name in missing
+    ]
+    if not report_jobs:
+        write_table(dataset, ordered, extra)
+        return
+    logs = tables.table_folder(dataset).resolve() / "slurm"
+    logs.mkdir(parents=True, exist_ok=True)
+    build = [sys.executable, "-m", "aunet.launch", "table-report", "--data", dataset,
+             "--exps", *ordered, "--", *extra]  # fmt: skip
+    job = sbatch(
+        [
+            f"--chdir={Path.cwd()}",
+            "--export=ALL",
+            f"--job-name=aunet-table-{dataset}",
+            f"--output={logs}/table-%j.out",
+            f"--dependency=afterok:{':'.join(report_jobs)}",
+            "--kill-on-invalid-dep=yes",
+            "--ntasks=1",
+            "--cpus-per-task=2",
+            "--time=00:30:00",
+            *sbatch_args,
+            f"--wrap={shlex.join(build)}",
+        ],
+        os.environ,
+    )
+    print(
+        f"submitted table job {job} after report jobs {', '.join(report_jobs)}: "
+        f"{tables.table_folder(dataset)}/table.md once it ends"
+    )
+
+
+def write_table(dataset: str, experiments: Sequence[str], extra: Sequence[str]) -> None:
+    """Write ``runs/tables/<dataset>/table.{md,csv,png}``, log it to W&B and print it."""
+    files = tables.build_table(dataset, experiments)
+    tables.log_table_to_wandb(
+        files,
+        dataset,
+        mode=flag_value(extra, "--run.wandb") or "auto",
+        project=flag_value(extra, "--run.wandb_project") or "aunet",
+    )
+    print(f"\n{files.markdown.read_text()}\ntable: {files.markdown}, {files.csv}, {files.plot}")
+
+
+def robustness_study(
+    experiment: str,
+    dataset: str,
+    checkpoint: Path | None,
+    fan: str | None,
+    levels: Sequence[float],
+    mode: str,
+    seed: int,
+    every: int,
+    extra: list[str],
+) -> Path:
+    """Evaluate a model under growing crop noise; train one first if there is none.
+
+    The model is ``checkpoint``, else ``last.ckpt`` of the newest finished fold-1 run of the
+    experiment on the dataset (the official run for FERA), else a fold-1 run trained now with
+    ``extra`` (``make train``'s path). Returns the folder of the results.
+    """
+    config_files(experiment, dataset)
+    if checkpoint is None:
+        root = run_root(experiment, dataset, 1 if dataset in FOLD_DATASETS else None)
+        checkpoint = robustness.latest_checkpoint(root)
+        if checkpoint is None:
+            print(f"no finished run in {root}: training one first (make train EXP={experiment} "
+                  f"DATA={dataset})", flush=True)  # fmt: skip
+            run_dir = train(experiment, dataset, None, fan, False, extra)
+            checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    folder = robustness.ROBUSTNESS_ROOT / f"{experiment}-{dataset}"
+    print(f"robustness of {checkpoint} ({mode} noise, levels {', '.join(map(str, levels))} px)")
+    robustness.run_study(checkpoint, folder, levels, mode, seed, every)
+    print(f"results: {folder}/robustness.csv, robustness.png, robustness.md")
+    return folder
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``train``, ``cv`` and ``fan`` sub-commands; flags after ``--`` go to ``aunet fit``."""
     parser = argparse.ArgumentParser(
@@ -503,6 +614,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=SYNTHETIC_LANDMARK_STORE,
         help="landmark frame store (default: synthetic landmark faces)",
     )
+    table_parser = commands.add_parser("table", help="cross-validate experiments, make the table")
+    table_parser.add_argument("--data", default="synthetic", help="dataset (experiments/data/)")
+    table_parser.add_argument(
+        "--exps", nargs="+", default=list(tables.EXPERIMENT_ORDER),
+        help="experiments, the table's rows (default: all but fan)",
+    )  # fmt: skip
+    table_parser.add_argument("--launch", choices=("local", "slurm"), default="local")
+    table_parser.add_argument("--fan", help="FAN weights for every experiment that uses one")
+    table_parser.add_argument("--checkpoint", choices=cv.CHECKPOINTS, default="last")
+    table_parser.add_argument("--sbatch", default=os.environ.get("AUNET_SBATCH_ARGS", ""))
+    table_parser.add_argument("--sbatch-fold", default=os.environ.get("AUNET_SBATCH_FOLD_ARGS", ""))
+    remake_parser = commands.add_parser(
+        "table-report", help="(re)make the table from the reports that exist"
+    )
+    remake_parser.add_argument("--data", default="synthetic", help="dataset")
+    remake_parser.add_argument("--exps", nargs="+", default=list(tables.EXPERIMENT_ORDER))
+    robust_parser = commands.add_parser("robustness", help="ICC/MSE under test-time crop noise")
+    robust_parser.add_argument("--exp", required=True, help="experiment (experiments/<exp>.yaml)")
+    robust_parser.add_argument("--data", default="synthetic", help="dataset (experiments/data/)")
+    robust_parser.add_argument(
+        "--ckpt", type=Path, help="checkpoint in a run folder (default: the latest fold-1 run)"
+    )
+    robust_parser.add_argument("--fan", help="FAN weights, if a run must be trained first")
+    robust_parser.add_argument(
+        "--levels", type=float, nargs="+", default=list(robustness.NOISE_LEVELS),
+        help="noise standard deviations, px at 256x256 (default 0 5 ... 55)",
+    )  # fmt: skip
+    robust_parser.add_argument("--noise", choices=robustness.NOISE_MODES, default="landmarks")
+    robust_parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    robust_parser.add_argument(
+        "--every", type=int, default=1, help="evaluate every n-th held-out frame"
+    )
     return parser
 
 
@@ -528,9 +671,17 @@ def main(argv: list[str] | None = None) -> None:
             cv.run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
         elif args.command == "cv-report":
             report(cv.CVPlan.load(args.plan))
+        elif args.command == "table":
+            table(args.data, args.exps, args.launch, args.fan, args.checkpoint, extra,
+                  shlex.split(args.sbatch), shlex.split(args.sbatch_fold))  # fmt: skip
+        elif args.command == "table-report":
+            write_table(args.data, tables.order_experiments(args.exps), extra)
+        elif args.command == "robustness":
+            robustness_study(args.exp, args.data, args.ckpt, args.fan, args.levels, args.noise,
+                             args.seed, args.every, extra)  # fmt: skip
         else:
             pretrain_fan(args.data, extra)
-    except (LaunchError, cv.CVError) as error:
+    except (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -1,0 +1,430 @@
+"""Robustness to misalignment: ICC and MSE while the test-time face crop is perturbed.
+
+The BMVC predecessor (Sanchez-Lozano et al., 2018) registers each face from three landmarks (the
+chin and the outer eye corners, 0-based iBUG 8, 36 and 45, mapped by an affine transform onto
+fixed points of a 256 x 256 image; its released ``AUmaps.transform``), perturbs the landmarks with
+Gaussian noise of growing standard deviation, up to about 55 px at 256 x 256, and reports that
+the heatmap network is stable up to about 13 px. ``make robustness`` repeats the study on any
+trained aunet model.
+
+The frame stores hold crops already made from clean landmarks (:mod:`aunet.data.crop`), so the
+study perturbs each stored crop as the noisy landmarks would have cropped it: it resamples the
+stored crop by the affine map between the clean and the noisy registration, then evaluates as
+usual (resize to the network's input, predict, ICC(3,1) and MSE per AU on all frames). Two noise
+models (``--noise``):
+
+- ``landmarks`` (default, the BMVC protocol): the three anchor landmarks each move by
+  N(0, sigma^2) per coordinate; the registration the moved anchors give maps them onto where the
+  clean anchors are, so the crop rotates, shears, scales and shifts as it would under that
+  landmark error. A frame whose anchors are unknown uses the median anchors of the store's
+  frames (the crops are registered alike, so the median is where a face's anchors usually are).
+- ``box``: aunet's own crop (a square box around the landmarks, :func:`aunet.data.crop.face_box`)
+  with its centre x, centre y and side each moved by N(0, sigma^2), the error of a face box from a
+  jittery detector. The side never shrinks below a quarter of the crop.
+
+Noise levels are in pixels of a 256 x 256 crop, whatever the store's crop side A: a level sigma
+moves points by sigma * A / 256 stored pixels. Outside the stored crop the image is black.
+
+Reproducibility: a frame's standard-normal noise vector is drawn from ``(seed, store row)`` and
+scaled by each level, so every level perturbs every frame in the same direction, growing in size
+(common random numbers: the curve's differences between levels are not sampling noise), and the
+curve does not depend on the batch size, the worker count or which other frames are evaluated.
+Level 0 is the plain evaluation exactly (no resampling).
+
+Outputs (``runs/robustness/<experiment>-<dataset>/``): ``robustness.csv`` (one row per level:
+``noise_px``, ``noise_store_px``, ``frames``, ``icc_mean``, ``mse_mean``, then ``icc_<AU>`` and
+``mse_<AU>``), ``robustness.png`` (ICC and MSE against the noise) and ``robustness.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from aunet import cv
+from aunet.data.augment import Resize
+from aunet.data.crop import CropBox, crop_affine, transform_points
+from aunet.data.dataset import FrameDataset, collate_frames
+from aunet.data.store import FrameStore
+from aunet.tables import markdown_table, pyplot, save_figure
+
+ROBUSTNESS_ROOT = Path("runs/robustness")
+#: Noise standard deviations, in pixels of a 256 x 256 crop (the BMVC study's range).
+NOISE_LEVELS: tuple[float, ...] = tuple(float(level) for level in range(0, 60, 5))
+REFERENCE_SIDE = 256
+#: The BMVC registration's anchor landmarks: chin, outer corners of the two eyes.
+ANCHORS: tuple[int, ...] = (8, 36, 45)
+#: The BMVC paper's finding: stable up to about this much noise (px at 256 x 256).
+BMVC_STABLE_UP_TO = 13.0
+NoiseMode = Literal["landmarks", "box"]
+NOISE_MODES: tuple[str, ...] = ("landmarks", "box")
+_MIN_SIDE_FRACTION = 0.25
+
+
+class RobustnessError(RuntimeError):
+    """A study that cannot run as asked; the message names the file and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# The perturbation of one crop
+
+
+def unit_noise(row: int, seed: int, mode: NoiseMode) -> np.ndarray:
+    """A frame's standard-normal noise: 3 x 2 anchor moves (``landmarks``) or 3 box moves."""
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {NOISE_MODES}, got {mode!r}")
+    rng = np.random.default_rng((seed, row))
+    return rng.standard_normal((3, 2)) if mode == "landmarks" else rng.standard_normal(3)
+
+
+def anchor_affine(anchors: np.ndarray, moves: np.ndarray) -> np.ndarray:
+    """The 2 x 3 map from a crop registered by moved anchors to the clean crop's pixels.
+
+    A registration sends its anchors to fixed points; had the anchors been found at
+    ``anchors + moves``, the crop would have sent those points where the clean anchors are
+    now. Warping the clean crop by this map therefore makes the noisy crop.
+    """
+    noisy = np.asarray(anchors, np.float64) + moves
+    return cv2.getAffineTransform(noisy.astype(np.float32), np.float32(anchors)).astype(np.float64)
+
+
+def box_affine(side: int, moves: np.ndarray) -> np.ndarray:
+    """The 2 x 3 map from a ``side``-pixel crop to the crop of its box moved by ``moves``.
+
+    ``moves`` = (centre x, centre y, side) changes in crop pixels; the crop is its own box.
+    """
+    centre = (side - 1) / 2
+    box = CropBox(
+        centre + moves[0], centre + moves[1], max(side + moves[2], _MIN_SIDE_FRACTION * side)
+    )
+    return crop_affine(box, side)
+
+
+def perturb_crop(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    noise: np.ndarray,
+    noise_px: float,
+    mode: NoiseMode,
+    fallback_anchors: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stored crop and its landmarks as a registration with ``noise_px`` noise crops them.
+
+    Args:
+        image: A x A x 3 stored crop.
+        landmarks: its 68 x 2 landmarks (crop pixels, NaN unknown).
+        noise: the frame's :func:`unit_noise`.
+        noise_px: the noise standard deviation in pixels of a 256 x 256 crop.
+        mode: ``landmarks`` or ``box``.
+        fallback_anchors: 3 x 2 anchors for a frame whose own are unknown (``landmarks``).
+
+    Returns:
+        The perturbed A x A crop and its landmarks (float32), or the inputs for ``noise_px=0``.
+    """
+    if noise_px == 0:
+        return image, landmarks
+    side = image.shape[0]
+    moves = noise * (noise_px * side / REFERENCE_SIDE)
+    if mode == "box":
+        affine = box_affine(side, moves)
+    else:
+        anchors = landmarks[list(ANCHORS)]
+        if not np.isfinite(anchors).all():
+            if fallback_anchors is None:
+                raise ValueError("the frame's anchor landmarks are unknown and no fallback given")
+            anchors = fallback_anchors
+        affine = anchor_affine(anchors, moves)
+    pixels = cv2.warpAffine(
+        image, affine, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    return pixels, transform_points(landmarks, affine).astype(np.float32)
+
+
+class PerturbedFrames(Dataset):
+    """Store rows as evaluation samples, each crop perturbed at one noise level.
+
+    The samples are those of :class:`aunet.data.dataset.FrameDataset` with the evaluation
+    transform (:class:`aunet.data.augment.Resize`), the perturbation applied before the resize.
+
+    Args:
+        store: the frame store.
+        rows: the store rows, in order.
+        image_size: the network's input side.
+        noise_px: noise standard deviation, pixels at 256 x 256.
+        mode: ``landmarks`` or ``box``.
+        seed: the noise seed.
+    """
+
+    def __init__(
+        self,
+        store: FrameStore,
+        rows: np.ndarray,
+        image_size: int,
+        noise_px: float,
+        mode: NoiseMode,
+        seed: int,
+    ) -> None:
+        self.frames = FrameDataset(store, rows)
+        self.resize = Resize(image_size)
+        self.noise_px = float(noise_px)
+        self.mode = mode
+        self.seed = seed
+        self.fallback_anchors = None
+        if mode == "landmarks" and noise_px > 0:
+            anchors = store.read_all("landmarks")[:, list(ANCHORS)]
+            known = np.isfinite(anchors).all(axis=(1, 2))
+            if not known.any():
+                raise RobustnessError(f"{store.path}: no frame has the anchor landmarks")
+            self.fallback_anchors = np.median(anchors[known], axis=0)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        sample = self.frames[item]
+        noise = unit_noise(sample["index"], self.seed, self.mode)
+        image, landmarks = perturb_crop(
+            sample["image"],
+            sample["landmarks"],
+            noise,
+            self.noise_px,
+            self.mode,
+            self.fallback_anchors,
+        )
+        sample["image"], sample["landmarks"] = self.resize(image, landmarks)
+        return sample
+
+
+# --------------------------------------------------------------------------------------------
+# The study
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """``last.ckpt`` of the newest finished run (one with ``metrics.json``) under ``root``."""
+    finished = sorted(
+        run
+        for run in root.glob("*")
+        if (run / "metrics.json").exists() and (run / "checkpoints" / "last.ckpt").exists()
+    )
+    return finished[-1] / "checkpoints" / "last.ckpt" if finished else None
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The frames a run did not train on: its fold's subjects, or the test partition."""
+
+    store: FrameStore
+    image_size: int
+    batch_size: int
+    num_workers: int
+    au_names: tuple[str, ...]
+    rows: dict[str, np.ndarray]
+
+
+def held_out_frames(checkpoint: Path, every: int = 1) -> HeldOut:
+    """The held-out frames of the run that ``checkpoint`` belongs to (its ``config.yaml``).
+
+    Args:
+        checkpoint: ``<run>/checkpoints/<name>.ckpt``.
+        every: keep every n-th held-out frame (a quicker, coarser study).
+
+    Raises:
+        RobustnessError: naming the file, when the run folder has no usable ``config.yaml``.
+    """
+    from aunet.data.datamodule import AUDataModule
+
+    config_path = checkpoint.parent.parent / "config.yaml"
+    try:
+        config = yaml.safe_load(config_path.read_text())["data"]
+        data = AUDataModule(
+            path=config["path"],
+            fold=config["fold"],
+            batch_size=config["batch_size"],
+            num_workers=config["num_workers"],
+            image_size=config["image_size"],
+        )
+    except (OSError, KeyError, TypeError) as error:
+        raise RobustnessError(
+            f"{config_path}: cannot rebuild the run's data ({error!r}); --ckpt must be "
+            "<run folder>/checkpoints/<name>.ckpt of an `aunet fit` run"
+        ) from None
+    columns = data.held_out_rows()
+    rows = {name: np.asarray(values)[::every] for name, values in columns.items()}
+    return HeldOut(
+        data.store, data.image_size, data.batch_size, data.num_workers, data.au_names, rows
+    )
+
+
+@torch.inference_mode()
+def predict_perturbed(
+    model: torch.nn.Module,
+    frames: HeldOut,
+    noise_px: float,
+    mode: NoiseMode,
+    seed: int,
+    device: torch.device,
+) -> cv.Predictions:
+    """Predict every held-out frame with its crop perturbed at ``noise_px``."""
+    dataset = PerturbedFrames(
+        frames.store, frames.rows["index"], frames.image_size, noise_px, mode, seed
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=frames.batch_size,
+        num_workers=frames.num_workers,
+        collate_fn=collate_frames,
+    )
+    predicted, true = [], []
+    for batch in loader:
+        intensities, _ = model.predict_intensities(batch["image"].to(device))
+        predicted.append(intensities.double().cpu().numpy())
+        true.append(batch["au"].double().numpy())
+    held = frames.rows.get("fold", frames.rows.get("partition"))
+    return cv.Predictions(
+        frames.au_names,
+        np.asarray(frames.rows["subject"], dtype=object),
+        np.asarray(frames.rows["frame"], dtype=np.int64),
+        np.asarray([str(value) for value in held], dtype=object),
+        np.concatenate(true),
+        np.concatenate(predicted),
+    )
+
+
+def robustness_curve(
+    checkpoint: Path,
+    levels: Sequence[float] = NOISE_LEVELS,
+    mode: NoiseMode = "landmarks",
+    seed: int = 0,
+    every: int = 1,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """ICC and MSE of a checkpoint on its run's held-out frames at each noise level.
+
+    Returns:
+        Per level, :func:`aunet.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``, ``mse_mean``,
+        ``frames``) with ``noise_px`` and ``noise_store_px`` added.
+    """
+    from aunet.training import AUHeatmapModule
+
+    if any(level < 0 for level in levels):
+        raise ValueError(f"noise levels must be non-negative, got {list(levels)}")
+    frames = held_out_frames(Path(checkpoint), every)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = AUHeatmapModule.load_from_checkpoint(checkpoint, map_location="cpu", fan=None)
+    model.to(device).eval()
+    side = frames.store.image(int(frames.rows["index"][0])).shape[0]
+    curve = []
+    for level in levels:
+        predictions = predict_perturbed(model, frames, level, mode, seed, device)
+        result = cv.score(predictions)
+        result.update(noise_px=float(level), noise_store_px=level * side / REFERENCE_SIDE)
+        print(
+            f"noise {level:5.1f} px: ICC {_text(result['icc_mean'])}  "
+            f"MSE {_text(result['mse_mean'])}",
+            flush=True,
+        )
+        curve.append(result)
+    return curve
+
+
+def _text(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
+    """``robustness.csv``: one row per level (columns in the module docstring). Atomic."""
+    au_names = list(curve[0]["icc"])
+    header = ["noise_px", "noise_store_px", "frames", "icc_mean", "mse_mean"]
+    header += [f"{metric}_{au}" for metric in ("icc", "mse") for au in au_names]
+    with cv.atomic_path(path) as temporary, temporary.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for point in curve:
+            values = [point["noise_px"], point["noise_store_px"], point["frames"]]
+            values += [point["icc_mean"], point["mse_mean"]]
+            values += [point[metric][au] for metric in ("icc", "mse") for au in au_names]
+            writer.writerow(["" if value is None else value for value in values])
+    return path
+
+
+def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
+    """ICC and MSE against the noise: the mean in bold, each AU thin. Atomic."""
+    plt = pyplot()
+
+    noise = [point["noise_px"] for point in curve]
+    figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    for axis, metric in zip(axes, ("icc", "mse"), strict=True):
+        for au in curve[0][metric]:
+            values = [np.nan if p[metric][au] is None else p[metric][au] for p in curve]
+            axis.plot(noise, values, color="grey", alpha=0.35, linewidth=0.8)
+        means = [np.nan if p[f"{metric}_mean"] is None else p[f"{metric}_mean"] for p in curve]
+        axis.plot(noise, means, color="tab:blue", marker="o", linewidth=2, label="mean over AUs")
+        axis.axvline(BMVC_STABLE_UP_TO, color="tab:red", linestyle="--", linewidth=1,
+                     label=f"BMVC: stable up to ~{BMVC_STABLE_UP_TO:.0f} px")  # fmt: skip
+        axis.set_xlabel("noise standard deviation (px at 256 x 256)")
+        axis.set_ylabel(metric.upper())
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return save_figure(figure, path, title)
+
+
+def curve_markdown(
+    curve: Sequence[dict[str, Any]], checkpoint: Path, mode: NoiseMode, seed: int
+) -> str:
+    """``robustness.md``: the settings and one line per level."""
+    rows = [
+        [
+            f"{p['noise_px']:g}",
+            f"{p['noise_store_px']:.1f}",
+            str(p["frames"]),
+            _text(p["icc_mean"]),
+            _text(p["mse_mean"]),
+        ]
+        for p in curve
+    ]
+    return "\n".join(
+        [
+            "# Robustness to misalignment",
+            "",
+            f"Checkpoint `{checkpoint}`, its run's held-out frames; noise model `{mode}`, seed "
+            f"{seed} (see `aunet/robustness.py`). ICC(3,1) and MSE averaged over the AUs.",
+            "",
+            markdown_table(
+                ["Noise (px at 256)", "Noise (stored px)", "Frames", "ICC", "MSE"], rows, right=0
+            ),
+            "",
+            "![ICC and MSE against the noise](robustness.png)",
+            "",
+        ]
+    )
+
+
+def run_study(
+    checkpoint: Path,
+    folder: Path,
+    levels: Sequence[float] = NOISE_LEVELS,
+    mode: NoiseMode = "landmarks",
+    seed: int = 0,
+    every: int = 1,
+) -> list[dict[str, Any]]:
+    """Evaluate ``checkpoint`` at every level; write the CSV, the plot and the Markdown."""
+    curve = robustness_curve(checkpoint, levels, mode, seed, every)
+    write_curve_csv(folder / "robustness.csv", curve)
+    title = f"{checkpoint}: {mode} noise, {curve[0]['frames']} frames"
+    plot_curve(folder / "robustness.png", curve, title)
+    with cv.atomic_path(folder / "robustness.md") as temporary:
+        temporary.write_text(curve_markdown(curve, checkpoint, mode, seed))
+    return curve

@@ -1,0 +1,164 @@
+"""make robustness: the crop perturbation, zero noise = the plain evaluation, the study's files."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from factories import draw_face, face_landmarks, write_store
+
+from aunet import cv, robustness
+from aunet.aus import DATASET_AUS
+from aunet.data.crop import transform_points
+from aunet.data.folds import DISFA_SUBJECTS
+from aunet.data.store import FrameStore
+from aunet.models import FAN, FANConfig, save_fan
+from aunet.training import AUHeatmapModule
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
+
+
+def test_box_noise_shifts_the_crop_by_the_noise_scaled_to_the_stores_side():
+    """A box moved right by sigma moves the content left by sigma * side / 256 pixels."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    landmarks = face_landmarks(64, rng)
+    # 8 px at 256 x 256 is 2 px in a 64-pixel crop.
+    moved, points = robustness.perturb_crop(image, landmarks, np.array([1.0, 0.0, 0.0]), 8, "box")
+    np.testing.assert_array_equal(moved[:, :62], image[:, 2:])
+    assert not moved[:, 62:].any()  # outside the stored crop: black
+    np.testing.assert_allclose(points, landmarks - [2.0, 0.0], atol=1e-4)
+    # A larger side zooms out about the centre: the centre pixel stays, the landmarks move in.
+    _, zoomed = robustness.perturb_crop(image, landmarks, np.array([0.0, 0.0, 1.0]), 64, "box")
+    centre = (64 - 1) / 2
+    np.testing.assert_allclose(zoomed - centre, (landmarks - centre) * 64 / 80, atol=1e-4)
+
+
+def test_landmark_noise_registers_the_moved_anchors_where_the_clean_ones_are():
+    rng = np.random.default_rng(1)
+    landmarks = face_landmarks(128, rng)
+    image = draw_face(landmarks, 128)
+    noise = robustness.unit_noise(7, seed=3, mode="landmarks")
+    moved_image, moved = robustness.perturb_crop(image, landmarks, noise, 20.0, "landmarks")
+    anchors = landmarks[list(robustness.ANCHORS)]
+    noisy_anchors = anchors + noise * 20.0 * 128 / 256
+    affine = robustness.anchor_affine(anchors, noise * 10.0)
+    np.testing.assert_allclose(transform_points(noisy_anchors, affine), anchors, atol=1e-3)
+    np.testing.assert_allclose(moved, transform_points(landmarks, affine), atol=1e-3)
+    assert moved_image.shape == image.shape and not np.array_equal(moved_image, image)
+    # Zero noise is no resampling at all.
+    same_image, same = robustness.perturb_crop(image, landmarks, noise, 0.0, "landmarks")
+    assert same_image is image and same is landmarks
+
+
+def test_unknown_anchors_fall_back_and_noise_is_per_frame_and_reproducible(tmp_path):
+    store_path = write_store(tmp_path / "s.h5", DISFA_SUBJECTS[:3], 2, dataset="disfa",
+                             image_size=32, no_landmarks=[1])  # fmt: skip
+    store = FrameStore(store_path)
+    rows = np.arange(6)
+    frames = robustness.PerturbedFrames(store, rows, 32, 30.0, "landmarks", seed=0)
+    known = store.read_all("landmarks")[[0, 2, 3, 4, 5]][:, list(robustness.ANCHORS)]
+    np.testing.assert_allclose(frames.fallback_anchors, np.median(known, axis=0))
+    assert not np.array_equal(frames[1]["image"], store.image(1))  # no landmarks, still moved
+    # A frame gets the same crop in any subset and order; another seed, another crop.
+    alone = robustness.PerturbedFrames(store, np.array([3, 1]), 32, 30.0, "landmarks", seed=0)
+    for item, row in enumerate((3, 1)):
+        np.testing.assert_array_equal(alone[item]["image"], frames[row]["image"])
+    other = robustness.PerturbedFrames(store, rows, 32, 30.0, "landmarks", seed=1)
+    assert not np.array_equal(other[3]["image"], frames[3]["image"])
+    noise = [robustness.unit_noise(row, 0, "box") for row in (1, 2)]
+    assert not np.array_equal(*noise)
+
+
+def tiny_run(tmp_path: Path) -> Path:
+    """A run folder with an untrained adapt model over a tiny FAN, and its config."""
+    store = write_store(tmp_path / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    module = AUHeatmapModule("adapt", au_names=DATASET_AUS["disfa"], fan=str(tmp_path / "fan.pt"))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+         "pytorch-lightning_version": "2.6.0"},
+        run / "checkpoints" / "last.ckpt",
+    )  # fmt: skip
+    data = {"path": str(store), "fold": 3, "batch_size": 4, "num_workers": 0, "image_size": 32}
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": data}))
+    return run
+
+
+def test_zero_noise_is_the_plain_evaluation_and_noise_changes_it(tmp_path):
+    run = tiny_run(tmp_path)
+    plain = cv.score(cv.predict_run(run, "last", device="cpu"))
+    curve = robustness.robustness_curve(
+        run / "checkpoints" / "last.ckpt", levels=[0, 40], device="cpu"
+    )
+    assert [point["noise_px"] for point in curve] == [0.0, 40.0]
+    assert [point["noise_store_px"] for point in curve] == [0.0, 5.0]  # 32-pixel crops
+    for key in ("icc", "mse", "icc_mean", "mse_mean", "frames"):
+        assert curve[0][key] == plain[key]
+    assert curve[1]["frames"] == plain["frames"] == 18  # fold 3's nine subjects, two frames each
+    assert curve[1]["mse"] != plain["mse"]
+
+
+def test_study_writes_the_csv_plot_and_markdown(tmp_path):
+    run = tiny_run(tmp_path)
+    folder = tmp_path / "out"
+    curve = robustness.run_study(
+        run / "checkpoints" / "last.ckpt", folder, levels=[0, 10], mode="box", every=2
+    )
+    with (folder / "robustness.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [float(row["noise_px"]) for row in rows] == [0.0, 10.0]
+    assert int(rows[0]["frames"]) == 9  # every other held-out frame
+    assert list(rows[0])[5:7] == ["icc_AU01", "icc_AU02"] and list(rows[0])[-1] == "mse_AU26"
+    assert float(rows[1]["mse_mean"]) == pytest.approx(curve[1]["mse_mean"])
+    assert (folder / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "noise model `box`" in (folder / "robustness.md").read_text()
+
+
+def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
+    assert robustness.latest_checkpoint(tmp_path) is None
+    for stamp, finished in (("20260101-000000", True), ("20260102-000000", True),
+                            ("20260103-000000", False)):  # fmt: skip
+        (tmp_path / stamp / "checkpoints").mkdir(parents=True)
+        (tmp_path / stamp / "checkpoints" / "last.ckpt").write_bytes(b"")
+        if finished:
+            (tmp_path / stamp / "metrics.json").write_text("{}")
+    expected = tmp_path / "20260102-000000" / "checkpoints" / "last.ckpt"
+    assert robustness.latest_checkpoint(tmp_path) == expected
+
+
+def test_a_checkpoint_outside_a_run_folder_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(robustness.RobustnessError, match=r"config\.yaml: cannot rebuild"):
+        robustness.held_out_frames(tmp_path / "loose.ckpt")
+
+
+@pytest.mark.slow
+def test_make_robustness_trains_a_run_first_when_there_is_none(tmp_path):
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    write_store(tmp_path / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    args = (
+        "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
+        f"--trainer.enable_progress_bar false --run.wandb disabled --model.fan {tmp_path}/fan.pt"
+    )
+    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "robustness",
+               "EXP=adapt", "DATA=disfa", f"PY={sys.executable}", f"ARGS={args}"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "training one first" in done.stdout
+    (run,) = (tmp_path / "runs" / "adapt" / "disfa" / "fold1").iterdir()
+    folder = tmp_path / "runs" / "robustness" / "adapt-disfa"
+    with (folder / "robustness.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [float(row["noise_px"]) for row in rows] == list(robustness.NOISE_LEVELS)
+    checkpoint = run.relative_to(tmp_path) / "checkpoints" / "last.ckpt"
+    assert f"Checkpoint `{checkpoint}`" in (folder / "robustness.md").read_text()
