@@ -185,6 +185,7 @@ class PerturbedFrames(Dataset):
             if not known.any():
                 raise RobustnessError(f"{store.path}: no frame has the anchor landmarks")
             self.fallback_anchors = np.median(anchors[known], axis=0)
+            store.close()  # DataLoader workers fork: each opens its own handle
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -321,7 +322,7 @@ def robustness_curve(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = AUHeatmapModule.load_from_checkpoint(checkpoint, map_location="cpu", fan=None)
     model.to(device).eval()
-    side = frames.store.image(int(frames.rows["index"][0])).shape[0]
+    side = frames.store.image_size
     curve = []
     for level in levels:
         predictions = predict_perturbed(model, frames, level, mode, seed, device)

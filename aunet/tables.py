@@ -172,7 +172,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: 
 
 
 def _number(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    """``value`` at ``digits`` decimals (never "-0.00"), or a dash when unknown."""
+    return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
 
 
 def _blocks_table(results: Sequence[MethodResults], au_names: Sequence[str], digits: int) -> str:
@@ -277,7 +278,8 @@ def render_markdown(
         "",
         "Parameters (all, and trainable: a frozen FAN counts in the first only) and GFLOPs of one "
         "256 x 256 image for 12 AUs, from `bench/results/complexity.json` "
-        "(`make bench-complexity`), beside the average ICC above"
+        "(`make bench-complexity`: the paper-size models over `experiments/fan.yaml`'s FAN, "
+        "whatever size the runs above were trained at), beside the average ICC above"
         + (f" and the paper's Table 5 with its {paper.dataset} ICC." if paper else "."),
         "",
         _complexity_table(results, complexity, paper, digits),

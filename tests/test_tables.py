@@ -144,6 +144,14 @@ def test_synthetic_gets_disfas_numbers_with_a_caveat_and_fera2017_its_rmse_note(
         assert expected in files.markdown.read_text()
 
 
+def test_a_small_negative_value_prints_as_zero_not_minus_zero(tmp_path, monkeypatch):
+    monkeypatch.setitem(ICC, "scratch", {"AU01": -0.004, "AU02": 0.0, "AU04": -0.02})
+    fake_report(tmp_path, "scratch")
+    files = tables.build_table("disfa", ["scratch"], cv_root=tmp_path, out_root=tmp_path)
+    row = cells(table_lines(files.markdown.read_text(), "|  | Method")[2])
+    assert row[2:5] == ["**0.00**", "**0.00**", "**-0.02**"]
+
+
 def test_no_report_and_mismatched_reports_fail_naming_the_files(tmp_path):
     with pytest.raises(tables.TableError, match="no cross-validation report for disfa"):
         tables.build_table("disfa", ["scratch"], cv_root=tmp_path, out_root=tmp_path)
