@@ -216,9 +216,13 @@ class AUCLI(AUNetCLI):
     monitor = ("val/icc_mean", "max")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Run settings, and the AU list linked from the data to the model."""
+        """Run settings, and the AU list and input size linked from the data to the model."""
         super().add_arguments_to_parser(parser)
         parser.link_arguments("data.au_names", "model.init_args.au_names", apply_on="instantiate")
+        # Saved in checkpoints: inference crops faces to the size the model was trained at.
+        parser.link_arguments(
+            "data.image_size", "model.init_args.image_size", apply_on="instantiate"
+        )
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
         """Add the heatmap overlay panel."""

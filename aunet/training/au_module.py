@@ -54,6 +54,9 @@ class AUHeatmapModule(pl.LightningModule):
             ``a / sqrt(2)``), see :func:`aunet.heatmaps.intensity_sigma`.
         sigma_at_5: Gaussian spread at intensity 5, in heatmap pixels.
         fixed_sigma: if set, every Gaussian has this spread (the fixed-size ablation).
+        image_size: the network's input side S, linked from the data (``data.image_size``) and
+            saved in checkpoints, so inference (``aunet-predict``) crops faces to the size the
+            model was trained at; it changes nothing in training.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class AUHeatmapModule(pl.LightningModule):
         sigma_at_1: float = SIGMA_AT_1,
         sigma_at_5: float = SIGMA_AT_5,
         fixed_sigma: float | None = None,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         self.au_names = check_au_names(tuple(au_names))
@@ -92,6 +96,7 @@ class AUHeatmapModule(pl.LightningModule):
                 "sigma_at_1": sigma_at_1,
                 "sigma_at_5": sigma_at_5,
                 "fixed_sigma": fixed_sigma,
+                "image_size": image_size,
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
@@ -150,11 +155,20 @@ class AUHeatmapModule(pl.LightningModule):
 
     def predict_intensities(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Intensities (B x K, 0-5) and AU locations (B x K x 2, input pixels) of a batch."""
-        output = self(images).float()
+        return self.decode_output(self(images), images.shape[-1])
+
+    def decode_output(self, output: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+        """Intensities and AU locations from the network's output for ``image_size`` inputs.
+
+        Sec. 3.4: the intensity of an AU is its map's maximum (clamped to [0, 5]), its location
+        the argmax, scaled to input pixels. ``resnet18``'s output is the intensities; its
+        locations are NaN.
+        """
+        output = output.float()
         if not self.regresses_heatmaps:
             return output.clamp(0.0, 5.0), output.new_full((*output.shape, 2), float("nan"))
         intensities, locations = decode_au_heatmaps(output)
-        return intensities, locations * (images.shape[-1] / output.shape[-1])
+        return intensities, locations * (image_size / output.shape[-1])
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         images, truth = batch["image"], batch["au"].float()
