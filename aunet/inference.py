@@ -51,11 +51,13 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 #: Timestamps of a video whose container declares no frame rate (OpenFace's default too).
 DEFAULT_FPS = 30.0
 #: A previous frame's box is kept for a frame with no detected face only while the crop it
-#: gives still looks like the last detected face: normalised cross-correlation of the two
-#: crops (grey, 24 x 24) at least this. A blank frame, a cut or an empty scene scores near 0;
-#: the same face a little blurred or turned scores near 1.
-MIN_SIMILARITY = 0.5
-_SIGNATURE_SIDE = 24
+#: gives still looks like the last detected face: the normalised cross-correlation of the two
+#: crops' central halves (the eyes, nose and mouth; grey, 16 x 16) must be at least this. On
+#: synthetic clips, whose lighting, noise and background change every frame, consecutive
+#: detected crops of one face score 0.38-0.97 (median 0.81); other images cropped at the same
+#: place score below 0.05, and a blank frame 0.
+MIN_SIMILARITY = 0.25
+_SIGNATURE_SIDE = 16
 #: The stages whose time the final line reports.
 STAGES = ("decode", "detect", "crop", "forward", "write")
 
@@ -216,8 +218,10 @@ class Face(NamedTuple):
 
 
 def _signature(image: np.ndarray) -> np.ndarray:
-    """A small zero-mean grey copy of a crop, for :func:`crop_similarity`."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    """A small zero-mean grey copy of a crop's central half, for :func:`crop_similarity`."""
+    side = image.shape[0]
+    inner = image[side // 4 : side - side // 4, side // 4 : side - side // 4]
+    grey = cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, (_SIGNATURE_SIDE, _SIGNATURE_SIDE), interpolation=cv2.INTER_AREA)
     small = small.astype(np.float32)
     return small - small.mean()

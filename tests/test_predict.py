@@ -13,7 +13,7 @@ from skimage.data import astronaut
 from aunet.aus import DATASET_AUS
 from aunet.data.crop import DEFAULT_MARGIN, crop_face
 from aunet.data.detect import Detection, FaceBox, LandmarkDetector
-from aunet.inference import FaceFinder, Stopwatch, load_predictor
+from aunet.inference import MIN_SIMILARITY, FaceFinder, Stopwatch, load_predictor
 from aunet.models import FAN
 from aunet.predict import main
 
@@ -217,7 +217,7 @@ def test_the_previous_box_is_kept_only_while_the_face_is_still_there():
     finder = FaceFinder(detector, IMAGE_SIZE, DEFAULT_MARGIN, Stopwatch())
     results = [finder(frame) for frame in frames]
     assert results[0].confidence == 1
-    assert 0.5 <= results[1].confidence < 1  # blurred: the same face, kept from the old box
+    assert MIN_SIMILARITY <= results[1].confidence < 1  # blurred: the same face, old box
     assert results[2] is None  # blank: refused
     assert results[3] is None  # the tracker was reset: no box left to fall back on
 
