@@ -13,9 +13,15 @@ from skimage.data import astronaut
 from aunet.aus import DATASET_AUS
 from aunet.data.crop import DEFAULT_MARGIN, crop_face
 from aunet.data.detect import Detection, FaceBox, LandmarkDetector
-from aunet.inference import MIN_SIMILARITY, FaceFinder, Stopwatch, load_predictor
+from aunet.inference import (
+    MIN_SIMILARITY,
+    CheckpointError,
+    FaceFinder,
+    Stopwatch,
+    load_predictor,
+)
 from aunet.models import FAN
-from aunet.predict import main
+from aunet.predict import main, plot_csv
 
 AUS = DATASET_AUS["synthetic"]
 OPENFACE = ["frame", "face_id", "timestamp", "confidence", "success"]
@@ -178,6 +184,16 @@ def test_a_folder_of_images_in_natural_order_with_png_overlays(tmp_path, checkpo
     assert (out / "plot.png").stat().st_size > 0
 
 
+def test_plot_csv_reads_openface_output_too(tmp_path):
+    """OpenFace 2 separates with ", " and has AU.._c columns besides the AU.._r ones."""
+    lines = ["frame, face_id, timestamp, confidence, success, AU01_r, AU12_r, AU01_c"]
+    lines += [f"{n}, 0, {(n - 1) / 30:.3f}, 0.98, 1, {n / 10:.2f}, 1.50, 1" for n in range(1, 6)]
+    (tmp_path / "openface.csv").write_text("\n".join(lines) + "\n")
+    plot_csv(tmp_path / "openface.csv", tmp_path / "plot.png")
+    image = cv2.imread(str(tmp_path / "plot.png"))
+    assert image.shape[:2] == (185, 1000)  # 0.45 + 0.7 inches a row: two AU rows, not three
+
+
 def test_a_fitted_checkpoint_runs_without_its_fan_file(tmp_path, video):
     """`aunet fit` saves the input size and FAN architecture: nothing else is needed."""
     checkpoint = fit_checkpoint(tmp_path)
@@ -189,6 +205,16 @@ def test_a_fitted_checkpoint_runs_without_its_fan_file(tmp_path, video):
           "--no-progress"])  # fmt: skip
     _, rows = read_csv(tmp_path / "au.csv")
     assert len(rows) == FRAMES
+
+
+def test_the_input_size_of_an_older_checkpoint_comes_from_its_run_config(tmp_path):
+    module = untrained_module("scratch", image_size=None)
+    checkpoint = save_checkpoint(module, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="--image-size"):
+        load_predictor(checkpoint)
+    (tmp_path / "run" / "config.yaml").write_text(f"data:\n  image_size: {IMAGE_SIZE}\n")
+    assert load_predictor(checkpoint).image_size == IMAGE_SIZE
+    assert load_predictor(checkpoint, image_size=64).image_size == 64
 
 
 class ScriptedDetector:
