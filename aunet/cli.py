@@ -7,12 +7,14 @@ differs from ``experiments/base.yaml``, the AU list flows from the data to the m
     runs/<experiment>/<dataset>/fold<k>/<timestamp>/
 
 holding the resolved ``config.yaml``, ``checkpoints/`` (best by the monitored metric, and
-``last.ckpt``), ``metrics.json``, the CSV log, heatmap overlay PNGs and the W&B run files. W&B is
+``last.ckpt``), ``metrics.json``, the CSV logs (``csv/version_<n>/metrics.csv``, one per start),
+heatmap overlay PNGs and the W&B run files. W&B is
 offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import netrc
 import os
@@ -31,6 +33,7 @@ from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
 from aunet.training.fan_module import FANModule
+from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -73,11 +76,42 @@ def wandb_offline(mode: WandbMode) -> bool:
         return True
 
 
+def wandb_run_id(folder: Path) -> str:
+    """The W&B run id kept in ``folder/wandb_id``, made once (a resumed run continues it).
+
+    Every process of a run calls this (under ``srun`` all ranks start at once): each offers
+    a random id by hard-linking a complete file to ``wandb_id``, which only the first link
+    creates, and all then read the winner, so the file never holds a lost id.
+    """
+    id_file = folder / "wandb_id"
+    if not id_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
+        offered = folder / f".wandb_id.{offer}"
+        offered.write_text(offer + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(offered, id_file)
+        offered.unlink()
+    return id_file.read_text().strip()
+
+
 class LogConfigToLoggers(SaveConfigCallback):
-    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config."""
+    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config.
+
+    The file goes to the run folder itself (the Trainer's ``default_root_dir``), not to a
+    logger's folder, so it sits beside ``checkpoints/`` and ``metrics.json`` whatever loggers run.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Send the whole resolved configuration to the loggers' hyperparameters."""
+        """Write ``config.yaml`` (rank zero) and send it to the loggers' hyperparameters."""
+        folder = Path(trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / self.config_filename, skip_none=False,
+                         overwrite=True, multifile=False)  # fmt: skip
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_hyperparams(self.config.as_dict())
@@ -142,16 +176,12 @@ class AUNetCLI(LightningCLI):
 
         The W&B run id is kept in the run folder, so a resumed run continues the same W&B run.
         """
-        loggers: list[Logger] = [CSVLogger(save_dir=folder, name="", version="")]
+        # A new csv/version_<n>/ per (re)start: Lightning's CSV logger deletes an existing
+        # metrics.csv in its folder, which would erase a resumed run's history.
+        loggers: list[Logger] = [CSVLogger(save_dir=folder, name="csv")]
         if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
             return loggers
-        id_file = folder / "wandb_id"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
-            folder.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(run_id + "\n")
+        run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(
             WandbLogger(
@@ -168,7 +198,7 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints (best and last), metrics.json, learning rate, W&B summary."""
+        """Checkpoints (best and last), metrics.json, learning rate, W&B summary, SLURM requeue."""
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
         callbacks: list[Callback] = [
@@ -184,6 +214,7 @@ class AUNetCLI(LightningCLI):
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
+            SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(

@@ -1,14 +1,21 @@
-"""The experiment launcher behind ``make train``, ``make fan`` (and ``make cv``, ``make table``).
+"""The experiment launcher behind ``make train``, ``make cv`` and ``make fan`` (and ``make table``).
 
 It composes an experiment's configs (``experiments/base.yaml``, ``experiments/data/<data>.yaml``,
 ``experiments/<exp>.yaml``), builds what the built-in synthetic default needs when it is missing
 (``data/synthetic.h5``, and a FAN pre-trained on synthetic landmark faces in
 ``checkpoints/fan_synthetic.ckpt``), picks the run folder (a new timestamp, or the latest one with
-a ``last.ckpt`` when resuming), runs ``aunet fit`` in a child process (so that DDP can relaunch
+a checkpoint when resuming), runs ``aunet fit`` in a child process (so that DDP can relaunch
 it) and prints the run's summary.
 
+Cross-validation (``cv``) plans one run per fold (:class:`aunet.cv.CVPlan`), trains the folds one
+after another here, or submits them to SLURM as a job array with a dependent report job
+(``experiments/slurm/``), and writes the report of :mod:`aunet.cv`. The SLURM jobs call the
+``cv-fold``, ``cv-predict`` and ``cv-report`` sub-commands; ``docs/cluster.md`` tells the story.
+
 Usage: ``python -m aunet.launch train --exp reparam --data synthetic [--fold 1] [--fan PATH]
-[--resume] [-- extra aunet fit flags]`` and ``python -m aunet.launch fan [--data FILE.h5]``.
+[--resume] [-- extra aunet fit flags]``, ``python -m aunet.launch cv --exp adapt --data disfa
+[--launch local|slurm] [--fan PATH] [--checkpoint last|best] [--sbatch ARGS] [--sbatch-fold ARGS]
+[-- extra aunet fit flags]`` and ``python -m aunet.launch fan [--data FILE.h5]``.
 """
 
 from __future__ import annotations
@@ -17,15 +24,18 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
-from aunet.data.folds import FOLD_DATASETS
+from aunet import cv
+from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 
 EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
@@ -36,6 +46,7 @@ FAN_EXPERIMENTS = (
 )  # fmt: skip
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")
+SLURM_SCRIPTS = EXPERIMENTS / "slurm"
 
 
 class LaunchError(RuntimeError):
@@ -108,12 +119,28 @@ def new_run_folder(root: Path) -> Path:
     return folder
 
 
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a run continues from, or None.
+
+    The newer of ``checkpoints/last.ckpt`` and the ``hpc_ckpt_<n>.ckpt`` that Lightning saves
+    when SLURM signals a job before its time limit (mid-epoch, so usually the newer one).
+    """
+    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [path for path in candidates if path.exists()]
+    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+
+
 def resumable_run(root: Path) -> Path:
-    """The newest run folder under ``root`` that has ``checkpoints/last.ckpt``."""
-    candidates = sorted(p.parent.parent for p in root.glob("*/checkpoints/last.ckpt"))
+    """The newest run folder under ``root`` that has a checkpoint to continue from."""
+    candidates = sorted(p for p in root.glob("*") if resume_checkpoint(p) is not None)
     if not candidates:
         raise LaunchError(f"nothing to resume: no {root}/<timestamp>/checkpoints/last.ckpt")
     return candidates[-1]
+
+
+def run_root(experiment: str, dataset: str, fold: int | None) -> Path:
+    """``runs/<experiment>/<dataset>/fold<k>``, or ``.../official`` for official partitions."""
+    return RUNS / experiment / dataset / (f"fold{fold}" if fold is not None else "official")
 
 
 def pretrained_synthetic_fan(extra: list[str]) -> Path:
@@ -126,7 +153,11 @@ def pretrained_synthetic_fan(extra: list[str]) -> Path:
 
 
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
-    """Pre-train a FAN (``experiments/fan.yaml``) and copy its best checkpoint to checkpoints/."""
+    """Pre-train a FAN and copy its best checkpoint to checkpoints/.
+
+    The configs are ``experiments/fan.yaml`` and, when there is one, the store's own
+    ``experiments/data/<store name>.yaml`` (``synthetic_landmarks.yaml`` sizes the CPU demo).
+    """
     if store == SYNTHETIC_LANDMARK_STORE:
         ensure_synthetic_store(store, landmark_only=True)
     elif not store.exists():
@@ -135,11 +166,13 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
         )
     name = store.stem.removesuffix("_landmarks")
     folder = new_run_folder(RUNS / "fan" / name / "official")
-    configs = ["--config", str(EXPERIMENTS / "fan.yaml")]
-    if store == SYNTHETIC_LANDMARK_STORE:  # the CPU demo's sizes (64 px, a few epochs)
-        configs += ["--config", str(EXPERIMENTS / "data" / "synthetic_landmarks.yaml")]
-    run([executable("aunet-fan"), "fit", *configs, "--data.path", str(store),
-         "--run.dir", str(folder), "--run.experiment", "fan", *extra])  # fmt: skip
+    configs = [EXPERIMENTS / "fan.yaml", EXPERIMENTS / "data" / f"{store.stem}.yaml"]
+    command = [executable("aunet-fan"), "fit"]
+    for config in configs:
+        if config.exists():
+            command += ["--config", str(config)]
+    run([*command, "--data.path", str(store), "--run.dir", str(folder),
+         "--run.experiment", "fan", *extra])  # fmt: skip
     best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
     source = best[-1] if best else folder / "checkpoints" / "last.ckpt"
     target = CHECKPOINTS / f"fan_{name}.ckpt"
@@ -149,6 +182,39 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
     os.replace(partial, target)
     print(f"FAN checkpoint: {target} (from {source})")
     return target
+
+
+def prepare_inputs(experiment: str, dataset: str, fan: str | None, extra: list[str]) -> str | None:
+    """Check the names, build what the synthetic default needs, and return the FAN to use."""
+    config_files(experiment, dataset)
+    if dataset == "synthetic":
+        ensure_synthetic_store(data_path(dataset))
+    if fan is None and experiment in FAN_EXPERIMENTS and dataset == "synthetic":
+        fan = str(pretrained_synthetic_fan(extra))
+    return fan
+
+
+def fit_command(
+    experiment: str,
+    dataset: str,
+    fold: int | None,
+    fan: str | None,
+    run_dir: Path,
+    extra: Sequence[str],
+) -> list[str]:
+    """The ``aunet fit`` command of one run, continuing from its checkpoint if it has one."""
+    command = [executable("aunet"), "fit"]
+    for config in config_files(experiment, dataset):
+        command += ["--config", str(config)]
+    command += ["--run.dir", str(run_dir), "--run.experiment", experiment]
+    if fold is not None:
+        command += ["--data.fold", str(fold)]
+    if fan is not None:
+        command += ["--model.fan", fan]
+    checkpoint = resume_checkpoint(run_dir)
+    if checkpoint is not None:  # RESUME=1, a re-run, or a requeued job whose folder has one
+        command += ["--ckpt_path", str(checkpoint)]
+    return command + list(extra)
 
 
 def train(
@@ -161,32 +227,16 @@ def train(
     run_dir: Path | None = None,
 ) -> Path:
     """Train one experiment on one dataset (one fold); return the run folder."""
-    configs = config_files(experiment, dataset)
-    if dataset == "synthetic":
-        ensure_synthetic_store(data_path(dataset))
-    uses_folds = dataset in FOLD_DATASETS
-    if uses_folds:
+    fan = prepare_inputs(experiment, dataset, fan, extra)
+    if dataset in FOLD_DATASETS:
         fold = fold or 1
     elif fold is not None:
         raise LaunchError(f"{dataset} is evaluated on its official partitions: drop FOLD={fold}")
-    if fan is None and experiment in FAN_EXPERIMENTS and dataset == "synthetic":
-        fan = str(pretrained_synthetic_fan(extra))
-    root = RUNS / experiment / dataset / (f"fold{fold}" if uses_folds else "official")
     if run_dir is None:
+        root = run_root(experiment, dataset, fold)
         run_dir = resumable_run(root) if resume else new_run_folder(root)
-    command = [executable("aunet"), "fit"]
-    for config in configs:
-        command += ["--config", str(config)]
-    command += ["--run.dir", str(run_dir), "--run.experiment", experiment]
-    if uses_folds:
-        command += ["--data.fold", str(fold)]
-    if fan is not None:
-        command += ["--model.fan", fan]
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if last.exists():  # RESUME=1, or a requeued job whose folder already holds a checkpoint
-        command += ["--ckpt_path", str(last)]
     start = time.perf_counter()
-    run(command + extra)
+    run(fit_command(experiment, dataset, fold, fan, run_dir, extra))
     print_summary(run_dir, time.perf_counter() - start)
     return run_dir
 
@@ -204,8 +254,207 @@ def print_summary(run_dir: Path, seconds: float) -> None:
         print(f"  {key:<24} {text}")
 
 
+# --------------------------------------------------------------------------------------------
+# Cross-validation
+
+
+def plan_cross_validation(
+    experiment: str, dataset: str, fan: str | None, checkpoint: str, extra: list[str]
+) -> cv.CVPlan:
+    """The plan of ``make cv``: one run per fold (or one run on the official partitions).
+
+    A plan already in ``runs/cv/<experiment>-<dataset>/plan.json`` keeps its run folders, so a
+    re-run after a failure trains only what is missing; its settings are updated (a changed
+    FAN or ARGS applies to the runs that have not finished, and the launcher says so).
+    """
+    fan = prepare_inputs(experiment, dataset, fan, extra)
+    path = cv.cv_folder(experiment, dataset) / "plan.json"
+    if path.exists():
+        previous = cv.CVPlan.load(path)
+        tasks = previous.tasks
+        if (previous.fan, previous.extra) != (fan, tuple(extra)):
+            print(
+                f"note: {path} was made with FAN={previous.fan} ARGS={shlex.join(previous.extra)};"
+                " finished runs keep theirs, the others train with "
+                f"FAN={fan} ARGS={shlex.join(extra)}"
+            )
+    else:
+        folds = range(1, NUM_FOLDS + 1) if dataset in FOLD_DATASETS else [None]
+        tasks = tuple(
+            cv.CVTask(number, fold, str(new_run_folder(run_root(experiment, dataset, fold))))
+            for number, fold in enumerate(folds, 1)
+        )
+    plan = cv.CVPlan(experiment, dataset, fan, checkpoint, tuple(extra), tasks)
+    plan.save()
+    return plan
+
+
+def task_fit_command(plan: cv.CVPlan, task: cv.CVTask, prefix: Sequence[str] = ()) -> list[str]:
+    """The ``aunet fit`` command of a plan's task; ``prefix`` flags come before ``ARGS``."""
+    return fit_command(
+        plan.experiment,
+        plan.dataset,
+        task.fold,
+        plan.fan,
+        Path(task.run_dir),
+        [*prefix, *plan.extra],
+    )
+
+
+def cross_validate_locally(plan: cv.CVPlan) -> dict:
+    """Train the unfinished runs one after another, predict them, and write the report."""
+    for task in plan.tasks:
+        if task.finished():
+            print(f"{task.label}: {task.run_dir} has finished; not training it again")
+        else:
+            print(f"\n{task.label}: training in {task.run_dir}")
+            run(task_fit_command(plan, task))
+        cv.run_predictions(task.run_dir, plan.checkpoint)
+    return report(plan)
+
+
+def report(plan: cv.CVPlan) -> dict:
+    """Write the report files, log them to W&B, and print the per-AU table."""
+    result = cv.make_report(plan)
+    cv.log_report_to_wandb(
+        plan,
+        result,
+        mode=flag_value(plan.extra, "--run.wandb") or "auto",
+        project=flag_value(plan.extra, "--run.wandb_project") or "aunet",
+    )
+    print(f"\ncross-validation report: {plan.folder}/report.md ({result['frames']} frames)")
+    for au in result["icc"]:
+        print(f"  {au:<6} ICC {_number(result['icc'][au])}  MSE {_number(result['mse'][au])}")
+    print(f"  {'mean':<6} ICC {_number(result['icc_mean'])}  MSE {_number(result['mse_mean'])}")
+    return result
+
+
+def _number(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:5.3f}"
+
+
+def flag_value(flags: Sequence[str], name: str) -> str | None:
+    """The value of ``name`` in ``flags`` (``--name value`` or ``--name=value``; the last wins)."""
+    value = None
+    for i, flag in enumerate(flags):
+        if flag == name and i + 1 < len(flags):
+            value = flags[i + 1]
+        elif flag.startswith(name + "="):
+            value = flag.split("=", 1)[1]
+    return value
+
+
+def slurm_trainer_flags(environment: Mapping[str, str]) -> list[str]:
+    """``--trainer.num_nodes``/``--trainer.devices`` (and DDP) matching the SLURM job step.
+
+    Lightning's SLURMEnvironment runs one process per SLURM task and requires ``devices`` to
+    equal the tasks per node and ``num_nodes`` the nodes; ``ARGS`` come later and may still
+    override. Outside SLURM there is nothing to match.
+    """
+    if "SLURM_NTASKS" not in environment:
+        return []
+    tasks = int(environment["SLURM_NTASKS"])
+    nodes = int(environment.get("SLURM_NNODES", "1"))
+    flags = ["--trainer.num_nodes", str(nodes), "--trainer.devices", str(tasks // nodes)]
+    if tasks > 1:
+        flags += ["--trainer.strategy", "ddp"]
+    return flags
+
+
+def sbatch(arguments: list[str], environment: Mapping[str, str]) -> str:
+    """Submit a job with ``sbatch --parsable``; return its id."""
+    command = ["sbatch", "--parsable", *arguments]
+    print("+", shlex.join(command), flush=True)
+    completed = subprocess.run(command, env=dict(environment), capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise LaunchError(f"sbatch failed ({completed.returncode}): {completed.stderr.strip()}")
+    return completed.stdout.strip().split(";")[0]
+
+
+def submit_to_slurm(
+    plan: cv.CVPlan, sbatch_args: Sequence[str] = (), fold_args: Sequence[str] = ()
+) -> tuple[str | None, str]:
+    """Submit the runs still to do as a job array, and the report as a job that waits for it.
+
+    Array task k runs task k of the plan (``experiments/slurm/fold.sbatch``): the fit under
+    ``srun``, one process per GPU, then its predictions. The report job
+    (``experiments/slurm/report.sbatch``) starts only if every array task succeeds
+    (``--dependency=afterok``) and is cancelled if one fails.
+
+    Args:
+        plan: the saved plan.
+        sbatch_args: ``sbatch`` options for both jobs (partition, account, time, ...).
+        fold_args: ``sbatch`` options for the array only (``--gres``, ``--ntasks-per-node``,
+            ``--nodes``, ...), after ``sbatch_args``.
+
+    Returns:
+        The array's job id (None when every run is done) and the report job's id.
+    """
+    if shutil.which("sbatch") is None:
+        raise LaunchError("LAUNCH=slurm needs SLURM's sbatch: run `make cv` on a login node")
+    logs = plan.folder.resolve() / "slurm"
+    logs.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "AUNET_PYTHON": sys.executable}
+    common = [f"--chdir={Path.cwd()}", "--export=ALL"]
+    name = f"aunet-{plan.experiment}-{plan.dataset}"
+    plan_file = str(plan.path.resolve())
+    todo = [task.task for task in plan.tasks if not task.predicted(plan.checkpoint)]
+    array_job, dependency = None, []
+    if todo:
+        array_job = sbatch(
+            [
+                *common,
+                f"--job-name={name}",
+                f"--array={','.join(map(str, todo))}",
+                f"--output={logs}/fold-%A_%a.out",
+                *sbatch_args,
+                *fold_args,
+                str((SLURM_SCRIPTS / "fold.sbatch").resolve()),
+                plan_file,
+            ],
+            environment,
+        )
+        dependency = [f"--dependency=afterok:{array_job}", "--kill-on-invalid-dep=yes"]
+    report_job = sbatch(
+        [
+            *common,
+            f"--job-name={name}-report",
+            f"--output={logs}/report-%j.out",
+            *dependency,
+            *sbatch_args,
+            str((SLURM_SCRIPTS / "report.sbatch").resolve()),
+            plan_file,
+        ],
+        environment,
+    )
+    tasks = ", ".join(str(number) for number in todo) or "none: every run is done"
+    print(
+        f"submitted fold array job {array_job} (tasks {tasks}) and report job {report_job}\n"
+        f"logs: {logs}/\nreport: {plan.folder}/report.md once job {report_job} ends; "
+        f"watch with: squeue -j {','.join(filter(None, (array_job, report_job)))}"
+    )
+    return array_job, report_job
+
+
+def slurm_fold(plan_file: Path, number: int) -> None:
+    """SLURM array task ``number``, one process per task of its ``srun`` step: become its fit.
+
+    The process replaces itself with ``aunet fit`` (``exec``), so that SLURM's signals reach
+    Lightning (``SIGUSR1`` before the time limit: save ``hpc_ckpt_<n>.ckpt`` and requeue) and
+    a requeued task continues from the newest checkpoint in the same run folder.
+    """
+    plan = cv.CVPlan.load(plan_file)
+    task = plan.task(number)
+    if task.finished():
+        print(f"{task.label}: {task.run_dir} has finished; nothing to train")
+        return
+    command = task_fit_command(plan, task, prefix=slurm_trainer_flags(os.environ))
+    print("+", shlex.join(command), flush=True)
+    os.execv(command[0], command)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """``train`` and ``fan`` sub-commands; flags after ``--`` go to ``aunet fit``."""
+    """``train``, ``cv`` and ``fan`` sub-commands; flags after ``--`` go to ``aunet fit``."""
     parser = argparse.ArgumentParser(
         prog="python -m aunet.launch", description=__doc__.split("\n")[0]
     )
@@ -218,6 +467,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--fan", help="FAN weights: 2DFAN-4 .pth(.tar), TorchScript, or aunet"
     )
     train_parser.add_argument("--resume", action="store_true", help="continue the latest run")
+    cv_parser = commands.add_parser("cv", help="cross-validate one experiment")
+    cv_parser.add_argument("--exp", required=True, help="experiment (experiments/<exp>.yaml)")
+    cv_parser.add_argument("--data", default="synthetic", help="dataset (experiments/data/)")
+    cv_parser.add_argument(
+        "--launch", choices=("local", "slurm"), default="local",
+        help="train the folds here, one after another, or as a SLURM job array",
+    )  # fmt: skip
+    cv_parser.add_argument("--fan", help="FAN weights: 2DFAN-4 .pth(.tar), TorchScript, or aunet")
+    cv_parser.add_argument(
+        "--checkpoint", choices=cv.CHECKPOINTS, default="last",
+        help="which checkpoint predicts (default last: DISFA validates on the test fold)",
+    )  # fmt: skip
+    cv_parser.add_argument(
+        "--sbatch", default=os.environ.get("AUNET_SBATCH_ARGS", ""),
+        help="sbatch options for every job (default: $AUNET_SBATCH_ARGS)",
+    )  # fmt: skip
+    cv_parser.add_argument(
+        "--sbatch-fold", default=os.environ.get("AUNET_SBATCH_FOLD_ARGS", ""),
+        help="sbatch options for the fold array only (default: $AUNET_SBATCH_FOLD_ARGS)",
+    )  # fmt: skip
+    for name, text in (
+        ("cv-fold", "SLURM array task: the fit of one planned run (under srun)"),
+        ("cv-predict", "predict the held-out frames of one planned run"),
+    ):
+        task_parser = commands.add_parser(name, help=text)
+        task_parser.add_argument("--plan", type=Path, required=True, help="the plan.json")
+        task_parser.add_argument("--task", type=int, required=True, help="1-based task")
+    report_parser = commands.add_parser("cv-report", help="(re)make a cross-validation report")
+    report_parser.add_argument("--plan", type=Path, required=True, help="the plan.json")
     fan_parser = commands.add_parser("fan", help="pre-train a FAN on a landmark store")
     fan_parser.add_argument(
         "--data",
@@ -237,9 +515,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "train":
             train(args.exp, args.data, args.fold, args.fan, args.resume, extra)
+        elif args.command == "cv":
+            plan = plan_cross_validation(args.exp, args.data, args.fan, args.checkpoint, extra)
+            if args.launch == "local":
+                cross_validate_locally(plan)
+            else:
+                submit_to_slurm(plan, shlex.split(args.sbatch), shlex.split(args.sbatch_fold))
+        elif args.command == "cv-fold":
+            slurm_fold(args.plan, args.task)
+        elif args.command == "cv-predict":
+            plan = cv.CVPlan.load(args.plan)
+            cv.run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
+        elif args.command == "cv-report":
+            report(cv.CVPlan.load(args.plan))
         else:
             pretrain_fan(args.data, extra)
-    except LaunchError as error:
+    except (LaunchError, cv.CVError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -72,7 +72,7 @@ def test_a_full_epoch_writes_the_run_folder_contract(store, fan_file, tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert list((run_dir / "checkpoints").glob("best-epoch*.ckpt"))
     assert list((run_dir / "overlays").glob("epoch*.png"))
-    assert (run_dir / "metrics.csv").exists()
+    assert list(run_dir.glob("csv/version_*/metrics.csv"))
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["fan_config"]["width"] == TINY_FAN.width
 

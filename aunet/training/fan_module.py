@@ -124,9 +124,7 @@ class FANModule(pl.LightningModule):
             prog_bar=True,
             batch_size=len(images),
         )
-        self.log(
-            f"{stage}/nme", nme, on_epoch=True, prog_bar=True, batch_size=len(images)
-        )
+        self.log(f"{stage}/nme", nme, on_epoch=True, prog_bar=True, batch_size=len(images))
         return loss
 
     def on_fit_start(self) -> None:

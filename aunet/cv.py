@@ -1,0 +1,630 @@
+"""Cross-validation: the plan of a ``make cv`` run, out-of-fold predictions and the report.
+
+DISFA has no official split; the paper follows earlier work with a three-fold subject-exclusive
+cross-validation and reports "the ICC measured on the aggregated predictions for the whole
+dataset, each returned by its corresponding model" (Sec. 5.1, and Table 4 in Sec. 7.2). So the
+report is computed once, on every frame's prediction by the model of the fold that held its
+subject out, and never as a mean of per-fold scores (ICC is not additive: the mean of three
+fold ICCs differs from the ICC of the pooled predictions). ICC(3,1) and MSE per AU (Sec. 5.2)
+come from :func:`aunet.metrics.icc` and :func:`aunet.metrics.mse`.
+
+Datasets with official partitions (FERA2015 as ``bp4d``, FERA2017) have no folds: their
+"cross-validation" is one run trained on ``train`` whose predictions on the ``test`` partition
+(``devel`` where the store has no test partition, as FERA2015's public release) make the same
+report files.
+
+Which checkpoint predicts: the DISFA protocol validates and tests on the same held-out part
+(:class:`aunet.data.datamodule.AUDataModule`), so the checkpoint that is best by validation ICC
+was selected on the very frames it is then scored on, an optimistic bias. The default is
+therefore the final model (``last.ckpt``); ``best`` is an option for comparison.
+
+Files, all written atomically (a temporary name in the same folder, then a rename):
+
+- ``runs/cv/<experiment>-<dataset>/plan.json``: which run folder trains each fold
+  (:class:`CVPlan`), so that re-running ``make cv`` or a requeued SLURM task finds them again;
+- ``<run folder>/predictions-<last|best>.csv``: one fold's predictions;
+- ``runs/cv/<experiment>-<dataset>/predictions.csv``, ``report.json``, ``report.md`` and
+  ``per_au.png``: the aggregated predictions and their report (DESIGN.md, Contracts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+
+from aunet.metrics import icc, mse
+from aunet.training.callbacks import write_json_atomically
+
+CV_ROOT = Path("runs/cv")
+Checkpoint = Literal["last", "best"]
+CHECKPOINTS: tuple[str, ...] = ("last", "best")
+#: The columns that precede the per-AU pairs in every predictions file.
+ID_COLUMNS = ("subject", "frame", "fold")
+
+
+class CVError(RuntimeError):
+    """A cross-validation that cannot go on as asked; the message names the file and the fix."""
+
+
+def cv_folder(experiment: str, dataset: str, root: Path = CV_ROOT) -> Path:
+    """``runs/cv/<experiment>-<dataset>``: where a cross-validation's plan and report live."""
+    return root / f"{experiment}-{dataset}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds.
+
+    A reader (or a requeued job) never sees a half-written file: it sees the old one or the
+    new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class CVTask:
+    """One training run of a cross-validation.
+
+    Args:
+        task: 1-based position; the SLURM array index of the run.
+        fold: the held-out fold (1-3), or None for a dataset's official partitions.
+        run_dir: the run folder, fixed when the plan is made so that a re-run or a requeued
+            job resumes the same run.
+    """
+
+    task: int
+    fold: int | None
+    run_dir: str
+
+    @property
+    def label(self) -> str:
+        """``fold<k>`` or ``official``."""
+        return "official" if self.fold is None else f"fold{self.fold}"
+
+    def finished(self) -> bool:
+        """Whether the run's fit ended (``metrics.json`` is written at the end of a fit)."""
+        return (Path(self.run_dir) / "metrics.json").exists()
+
+    def predicted(self, checkpoint: Checkpoint) -> bool:
+        """Whether the run has finished and its predictions file exists."""
+        return self.finished() and predictions_file(self.run_dir, checkpoint).exists()
+
+
+@dataclass(frozen=True)
+class CVPlan:
+    """What ``make cv`` runs: the experiment, its settings, and one :class:`CVTask` per fold.
+
+    Args:
+        experiment: the experiment (``experiments/<experiment>.yaml``).
+        dataset: the dataset (``experiments/data/<dataset>.yaml``).
+        fan: the FAN weights every fold's fit transfers from, if any.
+        checkpoint: which checkpoint of each run predicts its held-out frames.
+        extra: flags for every fold's ``aunet fit`` (``make cv ... ARGS=``).
+        tasks: the runs, in fold order.
+    """
+
+    experiment: str
+    dataset: str
+    fan: str | None
+    checkpoint: Checkpoint
+    extra: tuple[str, ...]
+    tasks: tuple[CVTask, ...]
+
+    @property
+    def folder(self) -> Path:
+        """``runs/cv/<experiment>-<dataset>``."""
+        return cv_folder(self.experiment, self.dataset)
+
+    @property
+    def path(self) -> Path:
+        """The plan's file, ``<folder>/plan.json``."""
+        return self.folder / "plan.json"
+
+    def task(self, number: int) -> CVTask:
+        """The task with this 1-based number.
+
+        Raises:
+            CVError: naming the plan file, for a number it does not hold.
+        """
+        for task in self.tasks:
+            if task.task == number:
+                return task
+        known = ", ".join(str(task.task) for task in self.tasks)
+        raise CVError(f"{self.path}: no task {number}; the plan has tasks {known}")
+
+    def save(self) -> Path:
+        """Write the plan to :attr:`path` (atomically) and return the path."""
+        data = dataclasses.asdict(self)
+        data["extra"] = list(self.extra)
+        write_json_atomically(self.path, data)
+        return self.path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CVPlan:
+        """Read a plan written by :meth:`save`.
+
+        Raises:
+            CVError: naming the file, when it is not such a plan.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            tasks = tuple(CVTask(**task) for task in data.pop("tasks"))
+            plan = cls(**{**data, "extra": tuple(data["extra"]), "tasks": tasks})
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise CVError(f"{path}: not a cross-validation plan ({error!r})") from None
+        if plan.checkpoint not in CHECKPOINTS:
+            raise CVError(f"{path}: checkpoint must be one of {CHECKPOINTS}")
+        return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-frame predicted and true intensities: the rows of a predictions file.
+
+    Args:
+        au_names: the K AUs.
+        subject: N subject names.
+        frame: N frame numbers.
+        fold: N strings: the fold that held the frame out (``1``-``3``), or the official
+            partition that was predicted (``test``, or ``devel``).
+        true: N x K float64 ground truth, NaN where unknown.
+        pred: N x K float64 predictions.
+    """
+
+    au_names: tuple[str, ...]
+    subject: np.ndarray
+    frame: np.ndarray
+    fold: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.subject)
+
+    @property
+    def columns(self) -> list[str]:
+        """``subject``, ``frame``, ``fold``, then ``AU01_true``, ``AU01_pred``, ... per AU."""
+        pairs = [f"{au}_{kind}" for au in self.au_names for kind in ("true", "pred")]
+        return [*ID_COLUMNS, *pairs]
+
+    def select(self, rows: np.ndarray) -> Predictions:
+        """The predictions of the rows ``rows`` (a boolean mask or indices)."""
+        return Predictions(
+            self.au_names,
+            self.subject[rows],
+            self.frame[rows],
+            self.fold[rows],
+            self.true[rows],
+            self.pred[rows],
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Predictions]) -> Predictions:
+        """Rows of every part, in order.
+
+        Raises:
+            CVError: for no parts, or parts over different AUs.
+        """
+        if not parts:
+            raise CVError("no predictions to concatenate")
+        names = {part.au_names for part in parts}
+        if len(names) != 1:
+            raise CVError(f"the folds predict different AUs: {sorted(names)}")
+        fields = ("subject", "frame", "fold", "true", "pred")
+        stacked = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}
+        return cls(parts[0].au_names, **stacked)
+
+
+def _cell(value: float) -> str:
+    """A CSV cell: empty for unknown (NaN), else enough digits to keep a float32 exact."""
+    return "" if math.isnan(value) else f"{value:.9g}"
+
+
+def write_predictions(path: Path, predictions: Predictions) -> Path:
+    """Write ``predictions`` as CSV, atomically; unknown values are empty cells.
+
+    The columns are DESIGN.md's: ``subject``, ``frame``, ``fold``, then ``AU01_true``,
+    ``AU01_pred``, ... per AU.
+    """
+    interleaved = np.stack((predictions.true, predictions.pred), axis=-1).reshape(
+        len(predictions), -1
+    )
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(predictions.columns)
+        for i in range(len(predictions)):
+            identity = (predictions.subject[i], int(predictions.frame[i]), predictions.fold[i])
+            writer.writerow([*identity, *(_cell(float(v)) for v in interleaved[i])])
+    return path
+
+
+def read_predictions(path: str | os.PathLike) -> Predictions:
+    """Read a file written by :func:`write_predictions` (empty cells are NaN).
+
+    Raises:
+        CVError: naming the file, for a header that is not ``subject,frame,fold`` followed
+            by ``<AU>_true,<AU>_pred`` pairs, or a malformed row.
+    """
+    path = Path(path)
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows:
+        raise CVError(f"{path}: empty file; expected a header {','.join(ID_COLUMNS)},...")
+    header, body = rows[0], rows[1:]
+    pairs = header[len(ID_COLUMNS) :]
+    au_names = tuple(name.removesuffix("_true") for name in pairs[::2])
+    expected = [*ID_COLUMNS, *(f"{au}_{kind}" for au in au_names for kind in ("true", "pred"))]
+    if header != expected or not au_names:
+        raise CVError(
+            f"{path}: header must be {','.join(ID_COLUMNS)} then <AU>_true,<AU>_pred per AU; "
+            f"got {','.join(header)}"
+        )
+    try:
+        values = np.array(
+            [[float(cell) if cell else math.nan for cell in row[3:]] for row in body],
+            dtype=np.float64,
+        ).reshape(len(body), len(pairs))
+    except ValueError as error:
+        raise CVError(f"{path}: a row has a bad or missing value ({error})") from None
+    return Predictions(
+        au_names,
+        np.array([row[0] for row in body], dtype=object),
+        np.array([int(row[1]) for row in body], dtype=np.int64),
+        np.array([row[2] for row in body], dtype=object),
+        values[:, 0::2],
+        values[:, 1::2],
+    )
+
+
+def predictions_file(run_dir: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """``<run>/predictions-<checkpoint>.csv``: a run's held-out predictions."""
+    return Path(run_dir) / f"predictions-{checkpoint}.csv"
+
+
+def checkpoint_file(run_dir: Path, checkpoint: Checkpoint) -> Path:
+    """``checkpoints/last.ckpt``, or the ``best-epochNNN.ckpt`` of the run.
+
+    Raises:
+        CVError: naming the run folder, when it has no such checkpoint.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    if checkpoint == "last":
+        found = [folder / "last.ckpt"] if (folder / "last.ckpt").exists() else []
+    else:
+        found = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        wanted = "last.ckpt" if checkpoint == "last" else "best-*.ckpt"
+        raise CVError(f"{folder}: no {wanted}; has the run trained?")
+    return found[-1]
+
+
+@torch.inference_mode()
+def predict_run(
+    run_dir: str | os.PathLike,
+    checkpoint: Checkpoint = "last",
+    device: str | torch.device | None = None,
+) -> Predictions:
+    """Predict a run's held-out frames with one of its checkpoints.
+
+    The data (store, fold, input size, loader settings) come from the run's ``config.yaml``;
+    the model from the checkpoint alone (its saved FAN architecture, not the FAN file). The
+    loop is plain PyTorch on one device, so it runs the same inside a SLURM allocation of
+    any shape and with no Lightning ``Trainer``.
+
+    Args:
+        run_dir: a run folder of ``aunet fit``.
+        checkpoint: ``last`` (default, see the module docstring) or ``best``.
+        device: default ``cuda`` when available, else ``cpu``.
+
+    Returns:
+        Every held-out frame (the fold's subjects, or the test partition) once, in store order.
+    """
+    # Imported here: every launcher command imports this module; only predicting needs these.
+    from aunet.data.datamodule import AUDataModule
+    from aunet.training import AUHeatmapModule
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    try:
+        data_config = yaml.safe_load(config_path.read_text())["data"]
+        data = AUDataModule(
+            path=data_config["path"],
+            fold=data_config["fold"],
+            batch_size=data_config["batch_size"],
+            num_workers=data_config["num_workers"],
+            image_size=data_config["image_size"],
+        )
+    except (OSError, KeyError, TypeError) as error:
+        raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = AUHeatmapModule.load_from_checkpoint(
+        checkpoint_file(run_dir, checkpoint), map_location="cpu", fan=None
+    )
+    if tuple(model.au_names) != tuple(data.au_names):
+        raise CVError(
+            f"{run_dir}: the checkpoint predicts {model.au_names} but {data.path} holds "
+            f"{data.au_names}"
+        )
+    model.to(device).eval()
+    indices, preds, truth = [], [], []
+    for batch_idx, batch in enumerate(data.predict_dataloader()):
+        batch = {key: value.to(device) for key, value in batch.items()}
+        output = model.predict_step(batch, batch_idx)
+        indices.append(output["index"].cpu().numpy())
+        preds.append(output["pred"].double().cpu().numpy())
+        truth.append(output["true"].double().cpu().numpy())
+    held_out = data.held_out_rows()
+    index = np.concatenate(indices)
+    if not np.array_equal(index, held_out["index"]):
+        raise CVError(f"{run_dir}: the predict loader did not cover the held-out rows once")
+    fold = held_out["fold"] if "fold" in held_out else held_out["partition"]
+    return Predictions(
+        tuple(data.au_names),
+        np.asarray(held_out["subject"], dtype=object),
+        np.asarray(held_out["frame"], dtype=np.int64),
+        np.asarray([str(value) for value in fold], dtype=object),
+        np.concatenate(truth),
+        np.concatenate(preds),
+    )
+
+
+def run_predictions(run_dir: str | os.PathLike, checkpoint: Checkpoint = "last") -> Path:
+    """``<run>/predictions-<checkpoint>.csv``, predicted now unless newer than the checkpoint.
+
+    So a re-run, or the report job after the fold jobs, does not predict twice.
+    """
+    run_dir = Path(run_dir)
+    target = predictions_file(run_dir, checkpoint)
+    source = checkpoint_file(run_dir, checkpoint)
+    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    print(f"predicting the held-out frames of {run_dir} with {source.name}", flush=True)
+    return write_predictions(target, predict_run(run_dir, checkpoint))
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+
+
+def _json_number(value: float) -> float | None:
+    """``value``, or None (JSON null) for NaN/inf."""
+    return value if math.isfinite(value) else None
+
+
+def _mean_of_defined(values: torch.Tensor) -> float | None:
+    """The mean over the AUs whose value is defined (as the training logs do), or None."""
+    return float(values.nanmean()) if values.isfinite().any() else None
+
+
+def score(predictions: Predictions) -> dict[str, Any]:
+    """ICC(3,1) and MSE per AU and their means, on all rows of ``predictions`` together.
+
+    Returns:
+        ``{"icc": {"AU01": ...}, "mse": {...}, "icc_mean": ..., "mse_mean": ..., "frames": N}``;
+        an undefined value (an AU never active, or never labelled) is None and the means skip it.
+    """
+    true = torch.from_numpy(predictions.true)
+    pred = torch.from_numpy(predictions.pred)
+    result: dict[str, Any] = {}
+    for name, metric in (("icc", icc), ("mse", mse)):
+        values = metric(pred, true)
+        result[name] = {
+            au: _json_number(float(v)) for au, v in zip(predictions.au_names, values, strict=True)
+        }
+        result[f"{name}_mean"] = _mean_of_defined(values)
+    result["frames"] = len(predictions)
+    return result
+
+
+def _format(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
+    """The report as Markdown: the per-AU table, then each run for reference."""
+    if len(plan.tasks) > 1:
+        scope = (
+            f"on the aggregated out-of-fold predictions of {report['frames']} frames: each "
+            "frame predicted by the model of the fold that held its subject out, all scored "
+            "together (Sec. 5.1), not as a mean of fold scores."
+        )
+    else:
+        partition = report["runs"][0]["held_out"]
+        scope = (
+            f"on the {report['frames']} frames of the official `{partition}` partition (the "
+            "test partition, or devel where the store has none), predicted by one model."
+        )
+    lines = [
+        f"# {plan.experiment} on {plan.dataset}: cross-validation report",
+        "",
+        f"ICC(3,1) and MSE per AU (Sec. 5.2) {scope}",
+        f"Checkpoint: `{plan.checkpoint}`.",
+        "",
+        "| AU | ICC | MSE |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {au} | {_format(report['icc'][au])} | {_format(report['mse'][au])} |"
+        for au in report["icc"]
+    ]
+    lines += [
+        f"| **mean** | **{_format(report['icc_mean'])}** | **{_format(report['mse_mean'])}** |",
+        "",
+        "![ICC and MSE per AU](per_au.png)",
+        "",
+        "| run | frames | ICC mean of this run alone | folder |",
+        "|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {run['label']} | {run['frames']} | {_format(run['icc_mean'])} | `{run['run_dir']}` |"
+        for run in report["runs"]
+    ]
+    lines += [
+        "",
+        "Per-run means are for reference only: the figures above are computed on all frames "
+        "together.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_per_au(path: Path, report: dict[str, Any], title: str) -> Path:
+    """Bar charts of ICC and MSE per AU (undefined values left out), with their means. Atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on cluster nodes
+    from matplotlib import pyplot as plt
+
+    names = list(report["icc"])
+    figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(names) + 3), 3.6))
+    for axis, metric, colour in zip(axes, ("icc", "mse"), ("tab:blue", "tab:orange"), strict=True):
+        values = [np.nan if report[metric][au] is None else report[metric][au] for au in names]
+        axis.bar(names, values, color=colour)
+        mean = report[f"{metric}_mean"]
+        if mean is not None:
+            axis.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+            axis.legend(loc="upper right", fontsize=8)
+        axis.set_title(metric.upper())
+        axis.tick_params(axis="x", labelrotation=90, labelsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].set_ylim(min(0.0, axes[0].get_ylim()[0]), 1.0)  # ICC(3,1) may be negative
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
+    plt.close(figure)
+    return path
+
+
+def make_report(plan: CVPlan) -> dict[str, Any]:
+    """Aggregate every run's predictions, score them, and write the report files.
+
+    Writes ``predictions.csv``, ``report.json``, ``report.md`` and ``per_au.png`` in
+    :attr:`CVPlan.folder`; the report is computed from ``predictions.csv`` as written, so it
+    equals :func:`aunet.metrics.icc` on that file.
+
+    Raises:
+        CVError: naming the run, when a run has not finished.
+    """
+    unfinished = [task for task in plan.tasks if not task.finished()]
+    if unfinished:
+        names = ", ".join(f"{task.label} ({task.run_dir})" for task in unfinished)
+        raise CVError(
+            f"not every run has finished: {names}; run `make cv` again to train what is missing"
+        )
+    parts = [
+        read_predictions(run_predictions(task.run_dir, plan.checkpoint)) for task in plan.tasks
+    ]
+    target = plan.folder / "predictions.csv"
+    write_predictions(target, Predictions.concatenate(parts))
+    predictions = read_predictions(target)
+    report = score(predictions)
+    report.update(
+        experiment=plan.experiment,
+        dataset=plan.dataset,
+        checkpoint=plan.checkpoint,
+        runs=[
+            {
+                "label": task.label,
+                "run_dir": task.run_dir,
+                "frames": len(part),
+                "held_out": ",".join(sorted(set(part.fold))),
+                "icc_mean": score(part)["icc_mean"],
+            }
+            for task, part in zip(plan.tasks, parts, strict=True)
+        ],
+    )
+    write_json_atomically(plan.folder / "report.json", report)
+    with atomic_path(plan.folder / "report.md") as temporary:
+        temporary.write_text(report_markdown(report, plan))
+    title = (
+        f"{plan.experiment} on {plan.dataset} ({report['frames']} frames, "
+        f"{plan.checkpoint} checkpoint)"
+    )
+    plot_per_au(plan.folder / "per_au.png", report, title)
+    return report
+
+
+def log_report_to_wandb(
+    plan: CVPlan, report: dict[str, Any], mode: str = "auto", project: str = "aunet"
+) -> str | None:
+    """Log the report to W&B as run ``<experiment>-<dataset>-cv`` in the folds' group.
+
+    The run holds the per-AU table (``cv/per_au``), the bar chart, and every value in its
+    summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``), so the W&B group of the
+    fold runs shows the cross-validated figures beside them. Its id is kept in
+    ``<cv folder>/wandb_id``: re-making the report updates the same run.
+
+    Args:
+        plan: the cross-validation.
+        report: what :func:`make_report` returned.
+        mode: ``auto``/``online``/``offline`` as the ``run.wandb`` setting of ``aunet fit``
+            (offline unless logged in); ``disabled`` or ``WANDB_MODE=disabled`` logs nothing.
+        project: the W&B project (``run.wandb_project``).
+
+    Returns:
+        The W&B run's directory, or None when disabled.
+    """
+    if mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        return None
+    import wandb
+
+    from aunet.cli import wandb_offline, wandb_run_id
+
+    group = f"{plan.experiment}-{plan.dataset}"
+    run = wandb.init(
+        project=project,
+        group=group,
+        name=f"{group}-cv",
+        job_type="cv-report",
+        tags=[plan.experiment, plan.dataset, "cv"],
+        dir=str(plan.folder),
+        id=wandb_run_id(plan.folder),
+        resume="allow",
+        mode="offline" if wandb_offline(mode) else "online",
+        config={"plan": dataclasses.asdict(plan)},
+    )
+    rows = [[au, report["icc"][au], report["mse"][au]] for au in report["icc"]]
+    run.log(
+        {
+            "cv/per_au": wandb.Table(columns=["AU", "ICC", "MSE"], data=rows),
+            "cv/per_au_plot": wandb.Image(str(plan.folder / "per_au.png")),
+        }
+    )
+    summary: dict[str, Any] = {
+        f"cv/{name}/{au}": value for name in ("icc", "mse") for au, value in report[name].items()
+    }
+    summary.update({f"cv/{key}": report[key] for key in ("icc_mean", "mse_mean", "frames")})
+    run.summary.update(summary)
+    directory = run.dir
+    run.finish()
+    return directory

@@ -1,0 +1,269 @@
+"""Cross-validation: out-of-fold predictions, the aggregated report, the plan, and make cv."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from factories import write_store
+
+from aunet import cv
+from aunet.aus import DATASET_AUS
+from aunet.data.datamodule import AUDataModule
+from aunet.data.dataset import FrameDataset, collate_frames
+from aunet.data.folds import DISFA_SUBJECTS
+from aunet.launch import plan_cross_validation
+from aunet.metrics import icc, mse
+from aunet.models import FAN, FANConfig, save_fan
+from aunet.training import AUHeatmapModule
+
+REPO = Path(__file__).resolve().parents[1]
+AUS = ("AU01", "AU02", "AU04")
+TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
+
+
+def fold_predictions(fold: int, frames: int, rng: np.random.Generator) -> cv.Predictions:
+    """Random predictions of one fold; AU04 is never labelled in fold 1, AU02 unknown in a row."""
+    true = rng.integers(0, 6, size=(frames, len(AUS))).astype(np.float64)
+    pred = np.clip(true + rng.normal(fold * 0.5, 1.0, size=true.shape), 0, 5)
+    if fold == 1:
+        true[:, 2] = np.nan
+    true[0, 1] = np.nan
+    return cv.Predictions(
+        AUS,
+        np.array([f"S{fold}{i // 3}" for i in range(frames)], dtype=object),
+        np.arange(frames, dtype=np.int64) + 1,
+        np.array([str(fold)] * frames, dtype=object),
+        true,
+        pred,
+    )
+
+
+def finished_run(folder: Path, predictions: cv.Predictions) -> Path:
+    """A run folder as a finished fit leaves it, with its predictions already written."""
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    os.utime(folder / "checkpoints" / "last.ckpt", (1, 1))  # older than the predictions
+    (folder / "metrics.json").write_text("{}")
+    cv.write_predictions(cv.predictions_file(folder, "last"), predictions)
+    return folder
+
+
+@pytest.fixture
+def plan(tmp_path, monkeypatch) -> tuple[cv.CVPlan, list[cv.Predictions]]:
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    parts = [fold_predictions(fold, 12 + fold, rng) for fold in (1, 2, 3)]
+    tasks = tuple(
+        cv.CVTask(fold, fold, str(finished_run(tmp_path / f"run{fold}", part)))
+        for fold, part in zip((1, 2, 3), parts, strict=True)
+    )
+    return cv.CVPlan("adapt", "disfa", None, "last", (), tasks), parts
+
+
+def read_csv_columns(path: Path) -> dict[str, list[str]]:
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def test_report_is_icc_and_mse_of_the_concatenated_predictions_file(plan):
+    plan, parts = plan
+    report = cv.make_report(plan)
+    columns = read_csv_columns(plan.folder / "predictions.csv")
+    as_float = lambda cells: [float(c) if c else math.nan for c in cells]  # noqa: E731
+    true = torch.tensor([as_float(columns[f"{au}_true"]) for au in AUS], dtype=torch.float64).T
+    pred = torch.tensor([as_float(columns[f"{au}_pred"]) for au in AUS], dtype=torch.float64).T
+    expected_icc, expected_mse = icc(pred, true), mse(pred, true)
+    written = json.loads((plan.folder / "report.json").read_text())
+    assert written["icc"] == report["icc"]
+    for k, au in enumerate(AUS):
+        assert written["icc"][au] == float(expected_icc[k])
+        assert written["mse"][au] == float(expected_mse[k])
+    assert written["icc_mean"] == pytest.approx(float(expected_icc.mean()))
+    assert written["mse_mean"] == pytest.approx(float(expected_mse.mean()))
+    assert written["frames"] == sum(len(part) for part in parts) == len(columns["subject"])
+    # The pooled ICC is not the mean of the folds' ICCs (Sec. 5.1 asks for the pooled one).
+    fold_means = [float(icc(torch.from_numpy(p.pred), torch.from_numpy(p.true))[0]) for p in parts]
+    assert abs(written["icc"]["AU01"] - np.mean(fold_means)) > 1e-3
+
+
+def test_predictions_file_has_the_contract_columns_and_every_fold_in_order(plan):
+    plan, parts = plan
+    cv.make_report(plan)
+    path = plan.folder / "predictions.csv"
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == ["subject", "frame", "fold", "AU01_true", "AU01_pred", "AU02_true",
+                      "AU02_pred", "AU04_true", "AU04_pred"]  # fmt: skip
+    columns = read_csv_columns(path)
+    assert columns["fold"] == [str(p.fold[0]) for p in parts for _ in range(len(p))]
+    assert columns["subject"] == [s for p in parts for s in p.subject]
+    assert columns["AU02_true"][0] == ""  # unknown truth is an empty cell
+    assert [float(v) for v in columns["AU01_pred"][:3]] == pytest.approx(parts[0].pred[:3, 0])
+
+
+def test_undefined_icc_is_null_and_the_means_skip_it(tmp_path):
+    rng = np.random.default_rng(1)
+    part = fold_predictions(1, 10, rng)  # AU04 never labelled: ICC and MSE undefined
+    report = cv.score(part)
+    assert report["icc"]["AU04"] is None and report["mse"]["AU04"] is None
+    for metric in ("icc", "mse"):
+        defined = [report[metric][au] for au in ("AU01", "AU02")]
+        assert report[f"{metric}_mean"] == pytest.approx(np.mean(defined))
+    assert json.loads(json.dumps(report))["icc"]["AU04"] is None  # JSON null, not NaN
+
+
+def test_report_markdown_plot_and_json_are_written(plan):
+    plan, _ = plan
+    report = cv.make_report(plan)
+    markdown = (plan.folder / "report.md").read_text()
+    assert f"| AU01 | {report['icc']['AU01']:.3f} |" in markdown
+    assert "| AU04 | n/a |" not in markdown  # AU04 is labelled in folds 2 and 3
+    assert "not as a mean of fold scores" in markdown
+    assert (plan.folder / "per_au.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(plan.folder.glob(".*"))  # no temporary files left behind
+
+
+def test_a_missing_run_stops_the_report_naming_it(plan):
+    plan, _ = plan
+    (Path(plan.tasks[1].run_dir) / "metrics.json").unlink()
+    with pytest.raises(cv.CVError, match=r"fold2 \(.*run2\)"):
+        cv.make_report(plan)
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+
+    def killed_while_writing() -> None:
+        with cv.atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        killed_while_writing()
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_read_predictions_rejects_a_wrong_header(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("subject,frame,AU01_true,AU01_pred\nSN001,1,0,0\n")
+    with pytest.raises(cv.CVError, match=r"p\.csv: header must be"):
+        cv.read_predictions(path)
+
+
+def test_checkpoint_choice(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    with pytest.raises(cv.CVError, match=r"no last\.ckpt"):
+        cv.checkpoint_file(folder.parent, "last")
+    (folder / "last.ckpt").write_bytes(b"")
+    (folder / "best-epoch004.ckpt").write_bytes(b"")
+    assert cv.checkpoint_file(folder.parent, "last").name == "last.ckpt"
+    assert cv.checkpoint_file(folder.parent, "best").name == "best-epoch004.ckpt"
+
+
+def test_plan_round_trip_and_a_second_plan_keeps_the_run_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    first = plan_cross_validation("adapt", "disfa", "fan.pt", "last", ["--trainer.max_epochs", "2"])
+    assert [task.fold for task in first.tasks] == [1, 2, 3]
+    assert [Path(task.run_dir).parts[:4] for task in first.tasks] == [
+        ("runs", "adapt", "disfa", f"fold{k}") for k in (1, 2, 3)
+    ]
+    assert cv.CVPlan.load(first.path) == first
+    second = plan_cross_validation(
+        "adapt", "disfa", "fan.pt", "best", ["--trainer.max_epochs", "3"]
+    )
+    assert second.tasks == first.tasks
+    assert second.checkpoint == "best"
+    assert "finished runs keep theirs" in capsys.readouterr().out
+    official = plan_cross_validation("adapt", "bp4d", "fan.pt", "last", [])
+    assert [(task.task, task.fold, task.label) for task in official.tasks] == [
+        (1, None, "official")
+    ]
+    assert Path(official.tasks[0].run_dir).parts[:4] == ("runs", "adapt", "bp4d", "official")
+
+
+def test_plan_load_names_a_bad_file(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_text('{"experiment": "adapt"}')
+    with pytest.raises(cv.CVError, match=r"plan\.json: not a cross-validation plan"):
+        cv.CVPlan.load(path)
+
+
+def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path):
+    """Against the module applied directly to the fold's held-out frames."""
+    store = write_store(tmp_path / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    module = AUHeatmapModule("adapt", au_names=DATASET_AUS["disfa"], fan=str(tmp_path / "fan.pt"))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+         "pytorch-lightning_version": "2.6.0"},
+        run / "checkpoints" / "last.ckpt",
+    )  # fmt: skip
+    data_config = {"path": str(store), "fold": 2, "batch_size": 5, "num_workers": 0,
+                   "image_size": 32}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": data_config}))
+    (tmp_path / "fan.pt").unlink()  # the checkpoint alone rebuilds the model
+    predictions = cv.predict_run(run, "last", device="cpu")
+
+    data = AUDataModule(**data_config)
+    rows = data.rows("predict")
+    batch = collate_frames([FrameDataset(store, rows, transform=None)[i] for i in range(len(rows))])
+    module.eval()
+    with torch.no_grad():
+        expected, _ = module.predict_intensities(batch["image"])
+    assert len(predictions) == len(rows) == 18  # 9 held-out subjects x 2 frames
+    assert predictions.pred.std() > 0  # an untrained but not constant model
+    assert set(predictions.fold) == {"2"}
+    np.testing.assert_allclose(predictions.pred, expected.double().numpy(), atol=1e-5)
+    np.testing.assert_array_equal(predictions.true, batch["au"].double().numpy())
+    assert list(predictions.subject[:2]) == [data.store.subjects[rows[0]]] * 2
+
+
+@pytest.mark.slow
+def test_make_cv_locally_end_to_end_and_a_rerun_only_does_what_is_missing(tmp_path):
+    """`make cv` on a tiny DISFA store: three folds, the report, W&B; then a re-run."""
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    write_store(tmp_path / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    args = (
+        "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
+        "--trainer.enable_progress_bar false --run.wandb offline"
+    )
+    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "cv",
+               "EXP=adapt", "DATA=disfa", f"PY={sys.executable}", f"FAN={tmp_path / 'fan.pt'}",
+               f"ARGS={args}"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    first = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    folder = tmp_path / "runs" / "cv" / "adapt-disfa"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["frames"] == 54
+    assert set(report["icc"]) == set(DATASET_AUS["disfa"])
+    predictions = cv.read_predictions(folder / "predictions.csv")
+    assert sorted(predictions.subject) == sorted(s for s in DISFA_SUBJECTS for _ in range(2))
+    pooled = icc(torch.from_numpy(predictions.pred), torch.from_numpy(predictions.true))
+    reported = [report["icc"][au] for au in predictions.au_names]
+    np.testing.assert_array_equal(pooled.numpy(), [math.nan if v is None else v for v in reported])
+    assert list((folder / "wandb").glob("offline-run-*"))
+    plan = cv.CVPlan.load(folder / "plan.json")
+    checkpoints = [Path(tmp_path, t.run_dir, "checkpoints", "last.ckpt") for t in plan.tasks]
+    stamps = [path.stat().st_mtime for path in checkpoints]
+
+    second = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("has finished; not training it again") == 3
+    assert [path.stat().st_mtime for path in checkpoints] == stamps
+    assert json.loads((folder / "report.json").read_text())["icc"] == report["icc"]
