@@ -428,6 +428,34 @@ class AUPredictor:
         return Prediction(intensities.cpu().numpy(), locations.float().cpu().numpy(), maps)
 
 
+def load_module(path: str | os.PathLike) -> AUHeatmapModule:
+    """The trained :class:`AUHeatmapModule` of an ``aunet fit`` checkpoint (weights-only read).
+
+    Raises:
+        CheckpointError: for anything but a weights-only aunet AU checkpoint, naming the file.
+    """
+    return rebuild_module(read_checkpoint(path), path)
+
+
+def rebuild_module(checkpoint: dict[str, Any], path: str | os.PathLike) -> AUHeatmapModule:
+    """Rebuild the LightningModule of a checkpoint read by :func:`read_checkpoint`.
+
+    The FAN file of training time is not needed: ``fan_config`` rebuilds the backbone and the
+    state dict fills in every weight, the frozen FAN's included.
+    """
+    hparams = dict(checkpoint["hyper_parameters"])
+    options = dict(hparams.get("strategy_args") or {})
+    for key in _INITIAL_WEIGHT_OPTIONS:
+        options.pop(key, None)
+    hparams.update(fan=None, strategy_args=options)
+    try:
+        module = AUHeatmapModule(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot rebuild the AU model: {error}") from None
+    return module
+
+
 def load_predictor(
     path: str | os.PathLike, device: str | torch.device = "cpu", image_size: int | None = None
 ) -> AUPredictor:
@@ -445,24 +473,13 @@ def load_predictor(
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     checkpoint = read_checkpoint(path)
-    hparams = dict(checkpoint["hyper_parameters"])
     image_size = image_size or checkpoint_image_size(checkpoint, path)
     if image_size is None:
         raise CheckpointError(
             f"{path}: the checkpoint does not record the input size it was trained at and no "
             "run config.yaml sits beside it; pass it (aunet-predict --image-size S)"
         )
-    options = dict(hparams.get("strategy_args") or {})
-    for key in _INITIAL_WEIGHT_OPTIONS:
-        options.pop(key, None)
-    # The FAN file of training time is not needed: fan_config rebuilds the backbone and the
-    # state dict below fills in every weight, the frozen FAN's included.
-    hparams.update(fan=None, strategy_args=options)
-    try:
-        module = AUHeatmapModule(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: cannot rebuild the AU model: {error}") from None
+    module = rebuild_module(checkpoint, path)
     if isinstance(module.model, ReparametrisedFAN):
         module.model = module.model.fold()
     try:
