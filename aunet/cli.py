@@ -250,9 +250,12 @@ class AUCLI(AUNetCLI):
         """Run settings, and the AU list and input size linked from the data to the model."""
         super().add_arguments_to_parser(parser)
         parser.link_arguments("data.au_names", "model.init_args.au_names", apply_on="instantiate")
-        # Saved in checkpoints: inference crops faces to the size the model was trained at.
+        # Saved in checkpoints: inference crops faces as the training data were cropped.
         parser.link_arguments(
             "data.image_size", "model.init_args.image_size", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.crop_margin", "model.init_args.crop_margin", apply_on="instantiate"
         )
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:

@@ -398,6 +398,9 @@ class AUPredictor:
         self.image_size = image_size
         self.device = device
         self.au_names: tuple[str, ...] = module.au_names
+        margin = module.hparams.get("crop_margin")
+        #: The face-crop margin of the training data, None where the checkpoint predates it.
+        self.crop_margin: float | None = None if margin is None else float(margin)
 
     @property
     def network(self) -> nn.Module:

@@ -270,7 +270,7 @@ def predict(
     batch_size: int = 16,
     device: str = "auto",
     locations: bool = False,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     image_size: int | None = None,
     progress: bool = True,
 ) -> Summary:
@@ -285,7 +285,8 @@ def predict(
         batch_size: frames per forward pass.
         device: ``auto``, ``cpu`` or ``cuda``.
         locations: add AU location columns (frame pixels).
-        margin: the crop margin the training data were cropped with (``data_prep --margin``).
+        margin: the crop margin the training data were cropped with (``data_prep --margin``);
+            default: the one the checkpoint records, else ``aunet.data.crop.DEFAULT_MARGIN``.
         image_size: the network's input side; default: the one it was trained at.
         progress: show a progress bar.
 
@@ -304,6 +305,8 @@ def predict(
         raise InputError(str(error)) from None
     predictor = load_predictor(checkpoint, torch_device, image_size)
     stopwatch = Stopwatch()
+    if margin is None:
+        margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
     finder = FaceFinder(LandmarkDetector(), predictor.image_size, margin, stopwatch)
     single_video = len(sources) == 1 and sources[0].is_video
     layout = CsvLayout(predictor.au_names, locations, with_input=not single_video)
@@ -387,8 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--margin",
         type=float,
-        default=DEFAULT_MARGIN,
-        help="crop margin of the training data (data_prep --margin; synthetic faces: 0.3)",
+        help=f"crop margin of the training data (default: the checkpoint's, else {DEFAULT_MARGIN})",
     )
     parser.add_argument(
         "--image-size", type=int, help="network input side (default: from the checkpoint)"

@@ -57,6 +57,9 @@ class AUHeatmapModule(pl.LightningModule):
         image_size: the network's input side S, linked from the data (``data.image_size``) and
             saved in checkpoints, so inference (``aunet-predict``) crops faces to the size the
             model was trained at; it changes nothing in training.
+        crop_margin: the face-crop margin of the training data (the store's ``crop_margin``),
+            linked from the data and saved in checkpoints, so inference crops faces as the
+            training data were cropped; it changes nothing in training.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class AUHeatmapModule(pl.LightningModule):
         sigma_at_5: float = SIGMA_AT_5,
         fixed_sigma: float | None = None,
         image_size: int | None = None,
+        crop_margin: float | None = None,
     ) -> None:
         super().__init__()
         self.au_names = check_au_names(tuple(au_names))
@@ -97,6 +101,7 @@ class AUHeatmapModule(pl.LightningModule):
                 "sigma_at_5": sigma_at_5,
                 "fixed_sigma": fixed_sigma,
                 "image_size": image_size,
+                "crop_margin": crop_margin,
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
