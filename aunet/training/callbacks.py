@@ -1,10 +1,13 @@
-"""Callbacks: heatmap overlay panels, metrics.json, second-stage unfreezing, atomic checkpoints."""
+"""Callbacks: heatmap overlays, metrics.json, second-stage unfreezing, checkpoint IO."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,29 +33,88 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(file.name, path)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Save checkpoints to a temporary file in the same folder, then rename over the target.
+class CheckpointError(ValueError):
+    """A checkpoint aunet will not load; the message names the file and what to do."""
 
-    A job killed while writing (SLURM preemption, a full disk) leaves the previous ``last.ckpt``
-    intact instead of a truncated one that would make the run unresumable.
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint files written atomically and read weights-only.
+
+    Saving writes ``.<name>.partial`` in the same folder, syncs it to disk and renames it over
+    the target: a job killed while writing (SLURM preemption, SIGKILL) or a full disk leaves the
+    previous ``last.ckpt`` intact instead of a truncated one that would make the run
+    unresumable. A killed write leaves at most that one hidden file, which the next save of the
+    same checkpoint replaces.
+
+    Loading (Lightning's resume, ``--ckpt_path``) always uses ``torch.load(weights_only=True)``,
+    whatever the caller asks: a file holding other pickled Python objects could run code when
+    unpickled, so it is refused without being unpickled (see ``docs/security.md``).
     """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
-        """Write ``checkpoint`` to ``path`` atomically."""
+        """Write ``checkpoint`` to ``path`` atomically.
+
+        Raises:
+            OSError: ``ENOSPC`` with a message naming the file when the disk is full.
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, suffix=".ckpt.partial")
+        temporary = target.with_name(f".{target.name}.partial")
         try:
-            with os.fdopen(descriptor, "wb") as file:
+            with temporary.open("wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                kept = "the previous one is intact" if target.exists() else "nothing was written"
+                raise OSError(
+                    errno.ENOSPC,
+                    f"no space left on device while writing checkpoint {target}; {kept}. Free "
+                    "some space, then resume the run (make train ... RESUME=1)",
+                ) from error
             raise
+
+    def load_checkpoint(
+        self,
+        path: str | os.PathLike,
+        map_location: Any = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Read a checkpoint with ``weights_only=True`` (the argument is ignored).
+
+        Raises:
+            CheckpointError: naming the file, for one that needs more than weights-only
+                unpickling (refused, not unpickled) or that is truncated or corrupt.
+        """
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            unsafe = re.search(r"GLOBAL (\S+)", str(error))
+            if unsafe is None:
+                raise _unreadable(path, "not a file of torch.save") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds a pickled {unsafe[1]}, not only tensors and plain "
+                "data, and unpickling it could run code; aunet loads checkpoints with "
+                "torch.load(weights_only=True) only. Use a checkpoint that aunet wrote, or, if "
+                "you trust its source, re-save its tensors as plain data (docs/security.md)"
+            ) from None
+        except EOFError:
+            raise _unreadable(path, "empty") from None
+        except RuntimeError as error:
+            raise _unreadable(path, str(error).split(". ")[0]) from None
+
+
+def _unreadable(path: str | os.PathLike, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable checkpoint, truncated or corrupt ({reason}); resume from "
+        "another checkpoint of the run (checkpoints/best-*.ckpt, hpc_ckpt_<n>.ckpt) or start "
+        "a new run"
+    )
 
 
 class MetricsJson(Callback):
