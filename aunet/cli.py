@@ -19,6 +19,8 @@ import datetime
 import netrc
 import os
 import secrets
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,10 +30,16 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
-from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
+from aunet.training.callbacks import (
+    AtomicCheckpointIO,
+    CheckpointOnSigterm,
+    HeatmapOverlays,
+    MetricsJson,
+)
 from aunet.training.fan_module import FANModule
 from aunet.training.requeue import SlurmRequeue
 
@@ -198,7 +206,11 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints (best and last), metrics.json, learning rate, W&B summary, SLURM requeue."""
+        """Checkpoints, metrics.json, learning rate, W&B summary, SLURM requeue.
+
+        Checkpoints: the best by the monitored metric and ``last.ckpt`` (at epoch ends, every
+        ``checkpoint_every_n_steps``, and at the step end after a SIGTERM).
+        """
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
         callbacks: list[Callback] = [
@@ -215,6 +227,7 @@ class AUNetCLI(LightningCLI):
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
+            CheckpointOnSigterm(checkpoints / "last.ckpt"),
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(
@@ -263,14 +276,29 @@ class FANCLI(AUNetCLI):
     monitor = ("val/nme", "min")
 
 
+@contextlib.contextmanager
+def sigterm_exit_status() -> Iterator[None]:
+    """Exit with status 143 (128 + SIGTERM) when a fit stops for SIGTERM.
+
+    Lightning ends such a fit with ``SystemExit()``, status 0, as if it had finished; the
+    launcher and shell scripts would then carry on with an unfinished run.
+    """
+    try:
+        yield
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet``."""
-    AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
+    with sigterm_exit_status():
+        AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet-fan``."""
-    FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
+    with sigterm_exit_status():
+        FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,18 @@ from aunet.data.folds import (
     subject_parts,
 )
 from aunet.data.store import FrameStore
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the training process.
+
+    SLURM (preemption, ``scancel``, a time limit) sends SIGTERM to every process of the job.
+    A worker killed by it makes the training process fail at its next batch, before it can
+    save a checkpoint; ignoring it lets the training process stop at the step end and save
+    (``aunet.training.callbacks.CheckpointOnSigterm``). The workers then end with it: PyTorch
+    stops them when their loader is shut down, and they exit when their parent dies.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _FrameDataModule(pl.LightningDataModule):
@@ -162,6 +175,7 @@ class _FrameDataModule(pl.LightningDataModule):
             # A last training batch of one would break BatchNorm; evaluation drops nothing.
             drop_last=train and len(dataset) > self.batch_size,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_sigterm,
         )
 
     def _unpadded_sampler(self, dataset: FrameDataset) -> UnrepeatedDistributedSampler | None:

@@ -1,4 +1,4 @@
-"""Callbacks: heatmap overlays, metrics.json, second-stage unfreezing, checkpoint IO."""
+"""Callbacks: heatmap overlays, metrics.json, unfreezing, checkpoints on SIGTERM, checkpoint IO."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import BaseFinetuning, Callback
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.visualise import au_panel
 
@@ -115,6 +115,30 @@ def _unreadable(path: str | os.PathLike, reason: str) -> CheckpointError:
         "another checkpoint of the run (checkpoints/best-*.ckpt, hpc_ckpt_<n>.ckpt) or start "
         "a new run"
     )
+
+
+class CheckpointOnSigterm(Callback):
+    """On SIGTERM, save ``last.ckpt`` at the end of the current step, before the fit stops.
+
+    A preempted SLURM job, ``scancel`` or ``kill`` sends SIGTERM (SIGKILL follows some seconds
+    later). Lightning then stops the fit at the next step end but saves nothing, so the run
+    would lose everything since its last checkpoint. This callback saves the run's ``last.ckpt``
+    at that step end (the state Lightning resumes mid-epoch from; every process together under
+    DDP). A SIGTERM during validation stops the fit there, and the run resumes from the
+    checkpoint written before it.
+
+    Args:
+        path: the run's ``checkpoints/last.ckpt``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        """Save if any process has received SIGTERM."""
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            rank_zero_info(f"SIGTERM received: saving {self.path} before stopping")
+            trainer.save_checkpoint(self.path)
 
 
 class MetricsJson(Callback):
