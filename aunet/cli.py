@@ -39,6 +39,7 @@ from aunet.training.callbacks import (
     CheckpointOnSigterm,
     HeatmapOverlays,
     MetricsJson,
+    StopOnNonFiniteLoss,
 )
 from aunet.training.fan_module import FANModule
 from aunet.training.requeue import SlurmRequeue
@@ -206,10 +207,11 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints, metrics.json, learning rate, W&B summary, SLURM requeue.
+        """Checkpoints, metrics.json, learning rate, W&B summary, SLURM requeue, safety stops.
 
         Checkpoints: the best by the monitored metric and ``last.ckpt`` (at epoch ends, every
-        ``checkpoint_every_n_steps``, and at the step end after a SIGTERM).
+        ``checkpoint_every_n_steps``, and at the step end after a SIGTERM); the fit stops on a
+        non-finite loss.
         """
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
@@ -228,6 +230,7 @@ class AUNetCLI(LightningCLI):
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
             CheckpointOnSigterm(checkpoints / "last.ckpt"),
+            StopOnNonFiniteLoss(),
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(

@@ -141,6 +141,51 @@ class CheckpointOnSigterm(Callback):
             trainer.save_checkpoint(self.path)
 
 
+class StopOnNonFiniteLoss(Callback):
+    """Stop the fit when the training loss is NaN or infinite, naming the step and the batch.
+
+    The check runs before the backward pass, so the bad step never updates the weights and the
+    checkpoints keep those of the steps before it; a run that goes on with NaN weights would
+    only produce NaN predictions and a meaningless score. Under DDP every process takes part
+    (one all-reduce of a boolean per step), so all stop together instead of waiting for each
+    other's gradients.
+    """
+
+    def __init__(self) -> None:
+        self._batch_idx = -1
+        self._rows: list[int] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Remember which batch (and which store rows) the step trains on."""
+        self._batch_idx = batch_idx
+        rows = batch.get("index") if isinstance(batch, dict) else None
+        self._rows = [] if rows is None else [int(row) for row in rows]
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        """Raise if the loss of any process is not finite."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        value = (
+            str(float(loss.detach().float().mean()))
+            if not finite
+            else "finite here but not on another process"
+        )
+        shown = ", ".join(map(str, self._rows[:8])) + (", ..." if len(self._rows) > 8 else "")
+        rows = f"; store rows {shown}" if self._rows else ""
+        raise FloatingPointError(
+            f"train/loss is {value} at global step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}, batch {self._batch_idx}{rows}); training stopped before "
+            "this step's update, so the checkpoints hold the weights of the steps before it. "
+            "Look for a learning rate too high for the strategy (model.init_args.lr), or for "
+            "non-finite images, landmarks or labels in those rows"
+        )
+
+
 class MetricsJson(Callback):
     """Write the final validation metrics, ``global_step`` and ``epoch`` to ``metrics.json``.
 
