@@ -104,6 +104,32 @@ def wandb_run_id(folder: Path) -> str:
     return id_file.read_text().strip()
 
 
+class RunFolderError(OSError):
+    """A run folder that cannot be created or written."""
+
+
+def writable_run_folder(folder: Path) -> Path:
+    """Create ``folder`` and check that files can be written in it, before training starts.
+
+    Otherwise the first checkpoint, at the end of the first epoch, would fail, with that epoch
+    lost.
+
+    Raises:
+        RunFolderError: naming the folder, the system's reason and the option to change.
+    """
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise RunFolderError(
+            f"run folder {folder} cannot be written ({error.strerror or error}); choose another "
+            "with --run.dir DIR (make train ... ARGS='--run.dir DIR'), or fix the permissions"
+        ) from None
+    return folder
+
+
 class LogConfigToLoggers(SaveConfigCallback):
     """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config.
 
@@ -246,7 +272,7 @@ class AUNetCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Add the run folder, loggers, callbacks and atomic checkpoint writing to the Trainer."""
         settings: RunSettings = self.config_init[self.subcommand]["run"]
-        folder = self.run_folder()
+        folder = writable_run_folder(self.run_folder())
         trainer_config = self.config_init[self.subcommand]["trainer"]
         configured = trainer_config.get("callbacks") or []
         kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
