@@ -367,7 +367,7 @@ def predict_run(
         raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = AUHeatmapModule.load_from_checkpoint(
-        checkpoint_file(run_dir, checkpoint), map_location="cpu", fan=None
+        checkpoint_file(run_dir, checkpoint), map_location="cpu", weights_only=True, fan=None
     )
     if tuple(model.au_names) != tuple(data.au_names):
         raise CVError(
