@@ -114,6 +114,7 @@ class ManifestJob(SubjectJob):
             clip=clip or sequence,
             sequence=sequence,
             partition=self.partitions[row] if self.partitions else None,
+            landmarks_from=f"{self.csv}, line {self.lines[row]}",
         )
 
 
