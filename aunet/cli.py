@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
@@ -102,6 +103,28 @@ def wandb_run_id(folder: Path) -> str:
             os.link(offered, id_file)
         offered.unlink()
     return id_file.read_text().strip()
+
+
+def check_accelerator(accelerator: object) -> None:
+    """Refuse ``gpu``/``cuda`` where PyTorch sees no CUDA device, saying why and what to use.
+
+    (Lightning says only "No supported gpu backend found!" for ``gpu``.)
+
+    Raises:
+        MisconfigurationException: naming the option, the reason and the alternatives.
+    """
+    if str(accelerator).lower() not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    reason = (
+        f"this torch ({torch.__version__}) is a CPU-only build"
+        if torch.version.cuda is None
+        else "no GPU is visible (no device, no driver, or CUDA_VISIBLE_DEVICES hides it)"
+    )
+    raise MisconfigurationException(
+        f"--trainer.accelerator {accelerator} asks for a CUDA GPU, but PyTorch sees none: "
+        f"{reason}; run on a GPU machine, or use --trainer.accelerator cpu (or auto, which "
+        "takes a GPU when there is one)"
+    )
 
 
 class RunFolderError(OSError):
@@ -272,8 +295,9 @@ class AUNetCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Add the run folder, loggers, callbacks and atomic checkpoint writing to the Trainer."""
         settings: RunSettings = self.config_init[self.subcommand]["run"]
-        folder = writable_run_folder(self.run_folder())
         trainer_config = self.config_init[self.subcommand]["trainer"]
+        check_accelerator(trainer_config.get("accelerator"))
+        folder = writable_run_folder(self.run_folder())
         configured = trainer_config.get("callbacks") or []
         kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
         if trainer_config.get("logger") in (None, True):
