@@ -204,6 +204,19 @@ class AUNetCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(*args, **kwargs)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check a ``--ckpt_path`` file as every aunet checkpoint load does.
+
+        LightningCLI reads the checkpoint's hyperparameters next (weights-only too, but with
+        PyTorch's long message for a refused or damaged file); this gives aunet's messages
+        (``docs/errors.md``, E33 and E34) first.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if checkpoint and Path(checkpoint).is_file():
+            AtomicCheckpointIO().load_checkpoint(checkpoint)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The ``run`` group: folder, experiment name, W&B mode."""
         parser.add_class_arguments(RunSettings, "run")
