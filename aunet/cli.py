@@ -37,6 +37,7 @@ from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
     AtomicCheckpointIO,
+    CheckpointError,
     CheckpointOnSigterm,
     HeatmapOverlays,
     MetricsJson,
@@ -127,6 +128,27 @@ def check_accelerator(accelerator: object) -> None:
     )
 
 
+def check_model_class(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose hyperparameters name a model class outside aunet.
+
+    LightningCLI builds the model of a ``--ckpt_path`` run from the checkpoint's hyperparameters,
+    and a ``_class_path`` there makes jsonargparse import that module (running its top-level
+    code) before it checks the class: a checkpoint, which should be data, would choose code.
+    aunet's own checkpoints hold no ``_class_path``.
+
+    Raises:
+        CheckpointError: naming the file and the class.
+    """
+    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    if class_path is None or str(class_path).startswith("aunet."):
+        return
+    raise CheckpointError(
+        f"{path}: refused: its hyperparameters name the model class {class_path!r}, outside "
+        "aunet, which LightningCLI would import (running that module's code) to resume it; "
+        "resume only from checkpoints of aunet's own models"
+    )
+
+
 class RunFolderError(OSError):
     """A run folder that cannot be created or written."""
 
@@ -209,13 +231,13 @@ class AUNetCLI(LightningCLI):
 
         LightningCLI reads the checkpoint's hyperparameters next (weights-only too, but with
         PyTorch's long message for a refused or damaged file); this gives aunet's messages
-        (``docs/errors.md``, E33 and E34) first.
+        (``docs/errors.md``, E33, E34 and E37) first.
         """
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
         if checkpoint and Path(checkpoint).is_file():
-            AtomicCheckpointIO().load_checkpoint(checkpoint)
+            check_model_class(checkpoint, AtomicCheckpointIO().load_checkpoint(checkpoint))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The ``run`` group: folder, experiment name, W&B mode."""
