@@ -41,6 +41,7 @@ from aunet.training.callbacks import (
     CheckpointOnSigterm,
     HeatmapOverlays,
     MetricsJson,
+    RepairRestartAtEpochEnd,
     StopOnNonFiniteLoss,
 )
 from aunet.training.fan_module import FANModule
@@ -314,6 +315,7 @@ class AUNetCLI(LightningCLI):
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
             CheckpointOnSigterm(checkpoints / "last.ckpt"),
+            RepairRestartAtEpochEnd(),
             StopOnNonFiniteLoss(),
         ]
         if settings.checkpoint_every_n_steps > 0:

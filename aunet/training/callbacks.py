@@ -141,6 +141,31 @@ class CheckpointOnSigterm(Callback):
             trainer.save_checkpoint(self.path)
 
 
+class RepairRestartAtEpochEnd(Callback):
+    """Resume correctly from a checkpoint saved after an epoch's last step (Lightning 2.6 bug).
+
+    Such a checkpoint is written at the end of the epoch's last training step, before
+    validation and the epoch-end checkpoint: by ``run.checkpoint_every_n_steps``, or by
+    :class:`CheckpointOnSigterm`, when a job is stopped between that step and the epoch's end.
+    Resuming from it, Lightning counts that epoch as finished but leaves its restart stage at
+    "mid-epoch", so the next epoch is never counted as started: its ``on_train_epoch_start``
+    hooks do not run, and a checkpoint saved within it resumes as a fresh epoch and repeats its
+    steps (a run killed twice ended 8 steps past an uninterrupted one, in
+    ``tests/test_preemption.py``). Clearing the stage once the epoch has been counted makes the
+    next epoch start as a new one.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Clear the stale restart stage after a restart at an epoch's last step."""
+        loop = trainer.fit_loop
+        if (
+            loop.restarted_mid_epoch
+            and loop.epoch_loop.restarted_on_train_batch_end
+            and loop.epoch_loop.batch_progress.is_last_batch
+        ):
+            loop.reset_restart_stage()
+
+
 class StopOnNonFiniteLoss(Callback):
     """Stop the fit when the training loss is NaN or infinite, naming the step and the batch.
 
