@@ -25,22 +25,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import write_store
 from pytorch_lightning.callbacks import Callback
+from test_resume import STEPS_PER_EPOCH
+from test_resume import inputs as tiny_inputs  # noqa: F401 (fixture: tiny DISFA store, FAN)
 
 from aunet.cli import AUCLI
 from aunet.cli import main as aunet_main
-from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import resume_checkpoint
-from aunet.models import FAN, FANConfig, save_fan
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
-#: Fold 1 of a 2-frames-per-subject DISFA store trains on 36 frames: 4 batches of 8 per epoch.
-EPOCHS, STEPS_PER_EPOCH = 4, 4
+EPOCHS = 4
 KILLS = 10
 PAUSE = 0.3  # seconds each step end lingers, so that a kill can land anywhere around it
 SEED = 20260421
@@ -61,14 +58,6 @@ class StepClock(Callback):
         with open(self.path, "a") as file:
             file.write(f"{trainer.global_step} {trainer.current_epoch}\n")
         time.sleep(self.pause)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("preemption")
-    store = write_store(folder / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    save_fan(FAN(TINY_FAN), folder / "fan.pt")
-    return store, folder / "fan.pt"
 
 
 def start_fit(inputs: tuple[Path, Path], run_dir: Path, clock: Path, pause: float, log: Path):
@@ -133,12 +122,12 @@ def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
-def test_killed_at_ten_random_points_a_fit_resumes_to_the_uninterrupted_end(inputs, tmp_path):
+def test_ten_random_kills_resume_to_the_uninterrupted_end(tiny_inputs, tmp_path):  # noqa: F811
     rng = random.Random(SEED)
     total = EPOCHS * STEPS_PER_EPOCH
     log = tmp_path / "fits.log"
 
-    reference = start_fit(inputs, tmp_path / "uninterrupted", tmp_path / "clock0", 0.0, log)
+    reference = start_fit(tiny_inputs, tmp_path / "uninterrupted", tmp_path / "clock0", 0.0, log)
     assert reference.wait(timeout=600) == 0, tail(log)
     expected = json.loads((tmp_path / "uninterrupted" / "metrics.json").read_text())
     assert (expected["epoch"], expected["global_step"]) == (EPOCHS, total)
@@ -149,7 +138,7 @@ def test_killed_at_ten_random_points_a_fit_resumes_to_the_uninterrupted_end(inpu
     rng.shuffle(signals)
     survived = []
     for target, signum in zip(targets, signals, strict=True):
-        process = start_fit(inputs, run_dir, clock, PAUSE, log)
+        process = start_fit(tiny_inputs, run_dir, clock, PAUSE, log)
         wait_for_step(process, clock, target, log)
         time.sleep(rng.uniform(0.0, 1.5 * PAUSE))
         at_step = steps_logged(clock)[-1]  # the last step that had ended when the signal went
@@ -168,7 +157,7 @@ def test_killed_at_ten_random_points_a_fit_resumes_to_the_uninterrupted_end(inpu
     print("kills (signal, last step ended, checkpoint step):",
           [(name, at, saved) for name, at, saved, _ in survived])  # fmt: skip
 
-    final = start_fit(inputs, run_dir, clock, 0.0, log)
+    final = start_fit(tiny_inputs, run_dir, clock, 0.0, log)
     assert final.wait(timeout=600) == 0, tail(log)
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["epoch"] == expected["epoch"]
@@ -205,14 +194,16 @@ class KillAt(Callback):
 
 
 def test_resuming_after_a_kill_between_an_epochs_last_step_and_its_end_repeats_no_step(
-    inputs, tmp_path, monkeypatch
+    tiny_inputs,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    monkeypatch,
 ):
     """A checkpoint of an epoch's last step (here: killed in validation) resumed, then twice more.
 
     Lightning 2.6 used to repeat the next epoch's steps on the second resume
     (``aunet.training.callbacks.RepairRestartAtEpochEnd``).
     """
-    store, fan = inputs
+    store, fan = tiny_inputs
     run_dir, clock = tmp_path / "run", tmp_path / "clock"
     run_callbacks = AUCLI.run_callbacks
     for kill in (KillAt(4, in_validation=True), KillAt(5), KillAt(7), None):
