@@ -35,11 +35,11 @@ from scipy.io import savemat
 
 from aunet import launch
 from aunet.aus import AU_LOCATIONS
-from aunet.cli import RunFolderError
 from aunet.cli import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
 from aunet.data.store import FrameStore, StoreError
+from aunet.guards import RunFolderError
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
