@@ -223,6 +223,22 @@ class AUHeatmapModule(pl.LightningModule):
         per_map = (output - targets).square().sum(dim=(-2, -1))
         return per_map[mask].sum() / mask.sum().clamp_min(1)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint trained on other AUs than this module's (the data's).
+
+        Each output map belongs to one AU, so weights trained on other AUs, or on the same in
+        another order, would load without error (when the count matches) and score wrong AUs.
+        """
+        trained = (checkpoint.get("hyper_parameters") or {}).get("au_names")
+        if trained is None or tuple(trained) == self.au_names:
+            return
+        source = self._trainer.ckpt_path if self._trainer is not None else None
+        raise ValueError(
+            f"{source or 'the checkpoint'}: trained on AUs {list(trained)}, but the data has "
+            f"{list(self.au_names)}; resume or fine-tune a model only on data with the AUs it "
+            "was trained on, in the same order (the data's AUs are its frame store's au_names)"
+        )
+
     def on_fit_start(self) -> None:
         """Switch the network to channels-last memory format if asked."""
         if self.hparams.channels_last:
