@@ -30,8 +30,21 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
+from aunet.guards import (
+    check_accelerator,
+    check_model_class,
+    sigterm_exit_status,
+    writable_run_folder,
+)
 from aunet.training.au_module import AUHeatmapModule
-from aunet.training.callbacks import AtomicCheckpointIO, HeatmapOverlays, MetricsJson
+from aunet.training.callbacks import (
+    AtomicCheckpointIO,
+    CheckpointOnSigterm,
+    HeatmapOverlays,
+    MetricsJson,
+    RepairRestartAtEpochEnd,
+    StopOnNonFiniteLoss,
+)
 from aunet.training.fan_module import FANModule
 from aunet.training.requeue import SlurmRequeue
 
@@ -146,6 +159,19 @@ class AUNetCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(*args, **kwargs)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check a ``--ckpt_path`` file as every aunet checkpoint load does.
+
+        LightningCLI reads the checkpoint's hyperparameters next (weights-only too, but with
+        PyTorch's long message for a refused or damaged file); this gives aunet's messages
+        (``docs/errors.md``, E33, E34 and E37) first.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if checkpoint and Path(checkpoint).is_file():
+            check_model_class(checkpoint, AtomicCheckpointIO().load_checkpoint(checkpoint))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The ``run`` group: folder, experiment name, W&B mode."""
         parser.add_class_arguments(RunSettings, "run")
@@ -198,7 +224,12 @@ class AUNetCLI(LightningCLI):
         return loggers
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
-        """Checkpoints (best and last), metrics.json, learning rate, W&B summary, SLURM requeue."""
+        """Checkpoints, metrics.json, learning rate, W&B summary, SLURM requeue, safety stops.
+
+        Checkpoints: the best by the monitored metric and ``last.ckpt`` (at epoch ends, every
+        ``checkpoint_every_n_steps``, and at the step end after a SIGTERM); the fit stops on a
+        non-finite loss.
+        """
         metric, mode = self.monitor
         checkpoints = folder / "checkpoints"
         callbacks: list[Callback] = [
@@ -215,6 +246,9 @@ class AUNetCLI(LightningCLI):
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
+            CheckpointOnSigterm(checkpoints / "last.ckpt"),
+            RepairRestartAtEpochEnd(),
+            StopOnNonFiniteLoss(),
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(
@@ -230,8 +264,9 @@ class AUNetCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Add the run folder, loggers, callbacks and atomic checkpoint writing to the Trainer."""
         settings: RunSettings = self.config_init[self.subcommand]["run"]
-        folder = self.run_folder()
         trainer_config = self.config_init[self.subcommand]["trainer"]
+        check_accelerator(trainer_config.get("accelerator"))
+        folder = writable_run_folder(self.run_folder())
         configured = trainer_config.get("callbacks") or []
         kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
         if trainer_config.get("logger") in (None, True):
@@ -247,9 +282,16 @@ class AUCLI(AUNetCLI):
     monitor = ("val/icc_mean", "max")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Run settings, and the AU list linked from the data to the model."""
+        """Run settings, and the AU list and input size linked from the data to the model."""
         super().add_arguments_to_parser(parser)
         parser.link_arguments("data.au_names", "model.init_args.au_names", apply_on="instantiate")
+        # Saved in checkpoints: inference crops faces as the training data were cropped.
+        parser.link_arguments(
+            "data.image_size", "model.init_args.image_size", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.crop_margin", "model.init_args.crop_margin", apply_on="instantiate"
+        )
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
         """Add the heatmap overlay panel."""
@@ -265,12 +307,14 @@ class FANCLI(AUNetCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet``."""
-    AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
+    with sigterm_exit_status():
+        AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet-fan``."""
-    FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
+    with sigterm_exit_status():
+        FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 
 if __name__ == "__main__":

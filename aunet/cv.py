@@ -350,7 +350,7 @@ def predict_run(
     """
     # Imported here: every launcher command imports this module; only predicting needs these.
     from aunet.data.datamodule import AUDataModule
-    from aunet.training import AUHeatmapModule
+    from aunet.inference import CheckpointError, load_module
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
@@ -366,9 +366,10 @@ def predict_run(
     except (OSError, KeyError, TypeError) as error:
         raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = AUHeatmapModule.load_from_checkpoint(
-        checkpoint_file(run_dir, checkpoint), map_location="cpu", fan=None
-    )
+    try:
+        model = load_module(checkpoint_file(run_dir, checkpoint))  # weights-only read
+    except CheckpointError as error:
+        raise CVError(str(error)) from None
     if tuple(model.au_names) != tuple(data.au_names):
         raise CVError(
             f"{run_dir}: the checkpoint predicts {model.au_names} but {data.path} holds "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 
 #: Sub-command -> (module, one-line description). Only the chosen sub-command's module is
 #: imported (its ``configure`` adds its arguments), so one converter's dependencies never stand
@@ -41,7 +43,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def run(argv: list[str]) -> None:
     """Parse ``argv`` and run the chosen converter (errors propagate)."""
     args = build_parser(argv).parse_args(argv)
+    check_output(Path(args.out))
     importlib.import_module(args.module).main(args)
+
+
+def check_output(out: Path) -> None:
+    """Fail before any work if ``out`` cannot be written, creating nothing.
+
+    Raises:
+        ConversionError: naming the file and why (checked on its nearest existing folder).
+    """
+    from data_prep.common import ConversionError
+
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if out.is_dir():
+        problem = "it is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"{folder} is not writable"
+    else:
+        return
+    raise ConversionError(f"--out {out}: cannot write the store there ({problem}); choose another")
 
 
 def main(argv: list[str] | None = None) -> None:

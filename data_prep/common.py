@@ -298,6 +298,26 @@ def landmark_box(points: np.ndarray) -> FaceBox:
     return FaceBox(left, top, right, bottom)
 
 
+def check_face_in_image(box: FaceBox, image: np.ndarray, source: SourceFrame) -> None:
+    """The dataset's landmarks must put the face in the image: their box's centre inside it.
+
+    A face may reach past the border (a chin below the frame), but landmarks centred outside
+    the image were made for another image size or in other units, and would crop a black box.
+
+    Raises:
+        ConversionError: naming where the landmarks come from, the frame, and the image size.
+    """
+    height, width = image.shape[:2]
+    x, y = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    if 0 <= x < width and 0 <= y < height:
+        return
+    raise ConversionError(
+        f"{source.landmarks_from or 'the dataset'}: landmarks of frame {source.frame} centred "
+        f"at ({x:.0f}, {y:.0f}), outside its {width} x {height} image; expected (x, y) in that "
+        "image's pixels (landmarks made for another image size, or in other units?)"
+    )
+
+
 def usable_landmarks(points: np.ndarray | None) -> bool:
     """Whether landmarks can place a crop: 68 x 2, at least half finite, a real extent."""
     if points is None or points.shape != (NUM_LANDMARKS, 2):
@@ -324,6 +344,7 @@ class SourceFrame:
             frame stands alone.
         sequence: the store's ``sequence`` value, if the dataset has sequences.
         partition: the store's ``partition`` value, if the dataset has partitions.
+        landmarks_from: where ``landmarks`` come from (a file, a CSV line), for messages.
     """
 
     image: np.ndarray | Callable[[], np.ndarray]
@@ -333,6 +354,7 @@ class SourceFrame:
     clip: str | None = None
     sequence: str | None = None
     partition: str | None = None
+    landmarks_from: str | None = None
 
 
 @dataclass
@@ -457,6 +479,7 @@ def convert_subject(
                 report.detected += 1
             else:
                 previous = landmark_box(landmarks)
+                check_face_in_image(previous, image, source)
             crop = crop_face(image, landmarks, settings.image_size, settings.margin)
             rows.append((source, crop.image, crop.landmarks))
             report.unknown_labels += int(np.isnan(source.au).any())

@@ -101,7 +101,12 @@ class DisfaJob(SubjectJob):
             if landmarks_file is not None:
                 landmarks = landmarks_66_to_68(read_mat_points(landmarks_file, "pts", (66, 68)))
             yield SourceFrame(
-                image, decoded, self.labels[decoded - 1], landmarks, clip=self.subject
+                image,
+                decoded,
+                self.labels[decoded - 1],
+                landmarks,
+                clip=self.subject,
+                landmarks_from=str(landmarks_file) if landmarks_file else None,
             )
         if decoded != count:
             what = f"more than {count}" if decoded > count else str(decoded)

@@ -62,6 +62,7 @@ class SubsetJob(SubjectJob):
                 np.zeros(0, np.float32),
                 points,
                 sequence=image.stem,
+                landmarks_from=str(points_file),
             )
 
 

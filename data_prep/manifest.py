@@ -114,6 +114,7 @@ class ManifestJob(SubjectJob):
             clip=clip or sequence,
             sequence=sequence,
             partition=self.partitions[row] if self.partitions else None,
+            landmarks_from=f"{self.csv}, line {self.lines[row]}",
         )
 
 
@@ -167,6 +168,7 @@ def plan(
         header = reader.fieldnames or []
         au_columns = _au_columns(manifest, header, dataset, aus)
         rows = list(_parse_rows(manifest, reader, root, au_columns))
+    _check_au_known(manifest, rows, au_columns)
     by_subject: dict[str, list[dict]] = {}
     for row in rows:
         by_subject.setdefault(row["subject"], []).append(row)
@@ -220,6 +222,16 @@ def _au_columns(
     except ValueError as error:
         raise ConversionError(f"{manifest}: {error}") from None
     return {by_au[au]: au for au in wanted}
+
+
+def _check_au_known(manifest: Path, rows: list[dict], au_columns: dict[str, str]) -> None:
+    """Every stored AU column must have a known intensity somewhere (else it is a wrong column)."""
+    for index, (column, au) in enumerate(au_columns.items()):
+        if rows and all(math.isnan(row["au"][index]) for row in rows):
+            raise ConversionError(
+                f"{manifest}: AU column {column!r} ({au}) is unknown in all {len(rows)} rows "
+                "(empty, NaN or 9); fill it in, or leave the AU out with --aus"
+            )
 
 
 def _canonical(name: str) -> str:
@@ -288,6 +300,16 @@ def _parse_row(
                 raise ConversionError(
                     f"{where}: {column} = {cell(column)!r} is not a number"
                 ) from None
+            if np.isinf(points[i]):
+                raise ConversionError(f"{where}: {column} = {cell(column)!r} is not finite")
+    pairs = points.reshape(2, NUM_LANDMARKS).T
+    half = np.flatnonzero(np.isnan(pairs).any(axis=1) & ~np.isnan(pairs).all(axis=1))
+    if len(half):
+        i = int(half[0])
+        raise ConversionError(
+            f"{where}: landmark {i} has one coordinate (x_{i} = {cell(f'x_{i}')!r}, y_{i} = "
+            f"{cell(f'y_{i}')!r}); give both x_{i} and y_{i}, or leave both empty when unknown"
+        )
     return {
         "line": line,
         "path": path,
@@ -297,7 +319,7 @@ def _parse_row(
         "sequence": cell("sequence") if "sequence" in row else None,
         "partition": partition if "partition" in row else None,
         "au": au,
-        "landmarks": points.reshape(2, NUM_LANDMARKS).T,
+        "landmarks": pairs,
     }
 
 

@@ -5,6 +5,7 @@ from raw_datasets import (
     FACE_68,
     disfa_label,
     face_frame,
+    flat_frame,
     grey_level,
     make_disfa,
     write_rows,
@@ -135,7 +136,7 @@ def test_every_problem_is_listed_at_once(tmp_path):
 def test_decoded_length_is_checked_when_the_container_does_not_say(tmp_path, monkeypatch, capsys):
     root = make_disfa(tmp_path / "DISFA", ("SN001",))
     video = root / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
-    write_video(video, [np.zeros((8, 8, 3), np.uint8)] * 2)
+    write_video(video, [flat_frame(1), flat_frame(2)])  # one frame short of the labels
     monkeypatch.setattr("data_prep.disfa.frame_count", lambda path: None)
     with pytest.raises(ConversionError, match=r"1 of 1 subject\(s\) failed"):
         convert(root, tmp_path / "bad.h5")

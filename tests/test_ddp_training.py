@@ -60,7 +60,8 @@ def run_aunet(arguments: list[str]) -> None:
 
 def logged_validation(run_dir: Path) -> dict[str, float]:
     """The ``val/...`` values of the run's CSV log."""
-    with (run_dir / "metrics.csv").open(newline="") as file:
+    (log,) = run_dir.glob("csv/version_*/metrics.csv")
+    with log.open(newline="") as file:
         (row,) = [row for row in csv.DictReader(file) if row.get("val/icc_mean")]
     return {key: float(value) for key, value in row.items() if key.startswith("val/") and value}
 

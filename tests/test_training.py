@@ -117,3 +117,18 @@ def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):
     fan = load_fan(run_dir / "checkpoints" / "last.ckpt")
     assert fan.config == TINY_FAN
     assert fan(torch.rand(1, 3, 32, 32)).shape == (1, 68, 8, 8)
+
+
+def test_checkpoints_record_the_crop_margin_of_the_training_store(fan_file, tmp_path):
+    from aunet.data.synthetic import write_store as write_synthetic_store
+
+    store = tmp_path / "synthetic.h5"
+    write_synthetic_store(store, subjects=3, frames_per_subject=4, size=32)
+    run_dir = tmp_path / "run"
+    aunet_main(fit_args("scratch", store, fan_file, run_dir, "--trainer.max_epochs", "1",
+                        "--data.batch_size", "2", "--run.wandb", "disabled"))  # fmt: skip
+    hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)[
+        "hyper_parameters"
+    ]
+    assert hparams["crop_margin"] == pytest.approx(0.3)
+    assert hparams["image_size"] == 32

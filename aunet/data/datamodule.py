@@ -32,7 +32,11 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import functools
+import multiprocessing
 import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -52,6 +56,37 @@ from aunet.data.folds import (
     subject_parts,
 )
 from aunet.data.store import FrameStore
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the training process.
+
+    SLURM (preemption, ``scancel``, a time limit) sends SIGTERM to every process of the job.
+    A worker killed by it makes the training process fail at its next batch, before it can
+    save a checkpoint; ignoring it lets the training process stop at the step end and save
+    (``aunet.training.callbacks.CheckpointOnSigterm``). The workers then end with it: PyTorch
+    stops them when their loader is shut down, they exit when their parent dies, and
+    :func:`_kill_workers_at_exit` stops those left at the training process's exit.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _kill_workers_at_exit() -> None:
+    """SIGKILL the daemonic worker processes still alive when this process exits.
+
+    multiprocessing ends them at exit with SIGTERM, which DataLoader workers ignore
+    (:func:`ignore_sigterm`), and then waits for them: forever, when a fit stopped on an
+    exception (such as Lightning's on SIGTERM) before its loaders shut their workers down.
+    """
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+@functools.cache
+def _stop_workers_at_exit() -> None:
+    # Registered after multiprocessing's own exit handler, so it runs before it (LIFO).
+    atexit.register(_kill_workers_at_exit)
 
 
 class _FrameDataModule(pl.LightningDataModule):
@@ -151,6 +186,8 @@ class _FrameDataModule(pl.LightningDataModule):
             else Resize(self.image_size)
         )
         dataset = FrameDataset(self.store, self.rows(stage), transform, with_au=with_au)
+        if self.num_workers > 0:
+            _stop_workers_at_exit()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -162,6 +199,7 @@ class _FrameDataModule(pl.LightningDataModule):
             # A last training batch of one would break BatchNorm; evaluation drops nothing.
             drop_last=train and len(dataset) > self.batch_size,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_sigterm,
         )
 
     def _unpadded_sampler(self, dataset: FrameDataset) -> UnrepeatedDistributedSampler | None:
@@ -213,6 +251,9 @@ class AUDataModule(_FrameDataModule):
         self.fold = fold
         self.val_every = val_every
         self.au_names: tuple[str, ...] = self.store.au_names
+        margin = self.store.attrs.get("crop_margin")
+        #: The stored crops' margin (``aunet.data.crop``), None if the store does not record it.
+        self.crop_margin: float | None = None if margin is None else float(margin)
         if not self.au_names:
             raise ValueError(f"{self.path}: the store has no AU labels (au_names is empty)")
         try:

@@ -21,8 +21,10 @@ schema when they open a file and say what is wrong and how to rebuild it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -245,18 +247,33 @@ class FrameStoreWriter:
     def _write(self, images: Sequence[np.ndarray] | np.ndarray, rows: dict[str, Any]) -> None:
         """Append validated rows; ``images`` are in stored form (raw pixels or JPEG buffers)."""
         start, n = len(self), len(images)
-        for name, values in rows.items():
-            dataset = self._file[name]
-            dataset.resize(start + n, axis=0)
-            dataset[start:] = values
-        images_out = self._file["images"]
-        images_out.resize(start + n, axis=0)
-        if self.encoding == "raw":
-            images_out[start:] = images
-        else:
-            # Row by row: h5py would turn equal-length JPEG buffers into one 2-D array.
-            for i, buffer in enumerate(images):
-                images_out[start + i] = buffer
+        with self._full_disk_as_store_error():
+            for name, values in rows.items():
+                dataset = self._file[name]
+                dataset.resize(start + n, axis=0)
+                dataset[start:] = values
+            images_out = self._file["images"]
+            images_out.resize(start + n, axis=0)
+            if self.encoding == "raw":
+                images_out[start:] = images
+            else:
+                # Row by row: h5py would turn equal-length JPEG buffers into one 2-D array.
+                for i, buffer in enumerate(images):
+                    images_out[start + i] = buffer
+
+    @contextlib.contextmanager
+    def _full_disk_as_store_error(self) -> Iterator[None]:
+        """Turn a full disk (an OSError, or h5py's with errno 28 in its text) into a StoreError."""
+        try:
+            yield
+        except OSError as error:
+            if error.errno != errno.ENOSPC and "No space left on device" not in str(error):
+                raise
+            raise StoreError(
+                f"{self.partial}: no space left on device; this partial file is removed and "
+                f"{self.path} is left as it was. Free some space and write the store again (for "
+                "a data_prep conversion, re-run the same command: finished subjects are kept)"
+            ) from error
 
     def _check_optional(self, given: set[str]) -> None:
         if self._optional is None:
@@ -305,9 +322,14 @@ class FrameStoreWriter:
                 raise StoreError(f"{where}: partition values {unknown} not in {PARTITIONS}")
 
     def close(self) -> None:
-        """Finish the file and move it to its final name."""
-        self._file.close()
-        os.replace(self.partial, self.path)
+        """Finish the file and move it to its final name (on failure, remove the partial file)."""
+        try:
+            with self._full_disk_as_store_error():
+                self._file.close()
+                os.replace(self.partial, self.path)
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
         """Discard the partial file; an existing final file is left as it was."""

@@ -434,6 +434,9 @@ def write_store(
         "generator": "aunet.data.synthetic",
         "frames_per_subject": frames_per_subject,
         "landmark_only": landmark_only,
+        # The crops' nominal margin in aunet.data.crop's terms (side = 1.3 x the landmark box;
+        # poses vary it), so aunet-predict crops real faces like these by default.
+        "crop_margin": Pose().margin - 1.0,
     }
     dataset = "synthetic_landmarks" if landmark_only else "synthetic"
     counts = dict.fromkeys(names, 0)

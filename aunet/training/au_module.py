@@ -54,6 +54,12 @@ class AUHeatmapModule(pl.LightningModule):
             ``a / sqrt(2)``), see :func:`aunet.heatmaps.intensity_sigma`.
         sigma_at_5: Gaussian spread at intensity 5, in heatmap pixels.
         fixed_sigma: if set, every Gaussian has this spread (the fixed-size ablation).
+        image_size: the network's input side S, linked from the data (``data.image_size``) and
+            saved in checkpoints, so inference (``aunet-predict``) crops faces to the size the
+            model was trained at; it changes nothing in training.
+        crop_margin: the face-crop margin of the training data (the store's ``crop_margin``),
+            linked from the data and saved in checkpoints, so inference crops faces as the
+            training data were cropped; it changes nothing in training.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class AUHeatmapModule(pl.LightningModule):
         sigma_at_1: float = SIGMA_AT_1,
         sigma_at_5: float = SIGMA_AT_5,
         fixed_sigma: float | None = None,
+        image_size: int | None = None,
+        crop_margin: float | None = None,
     ) -> None:
         super().__init__()
         self.au_names = check_au_names(tuple(au_names))
@@ -92,6 +100,8 @@ class AUHeatmapModule(pl.LightningModule):
                 "sigma_at_1": sigma_at_1,
                 "sigma_at_5": sigma_at_5,
                 "fixed_sigma": fixed_sigma,
+                "image_size": image_size,
+                "crop_margin": crop_margin,
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
@@ -150,11 +160,20 @@ class AUHeatmapModule(pl.LightningModule):
 
     def predict_intensities(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Intensities (B x K, 0-5) and AU locations (B x K x 2, input pixels) of a batch."""
-        output = self(images).float()
+        return self.decode_output(self(images), images.shape[-1])
+
+    def decode_output(self, output: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+        """Intensities and AU locations from the network's output for ``image_size`` inputs.
+
+        Sec. 3.4: the intensity of an AU is its map's maximum (clamped to [0, 5]), its location
+        the argmax, scaled to input pixels. ``resnet18``'s output is the intensities; its
+        locations are NaN.
+        """
+        output = output.float()
         if not self.regresses_heatmaps:
             return output.clamp(0.0, 5.0), output.new_full((*output.shape, 2), float("nan"))
         intensities, locations = decode_au_heatmaps(output)
-        return intensities, locations * (images.shape[-1] / output.shape[-1])
+        return intensities, locations * (image_size / output.shape[-1])
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         images, truth = batch["image"], batch["au"].float()
@@ -203,6 +222,22 @@ class AUHeatmapModule(pl.LightningModule):
         targets, mask = self.draw_targets(landmarks, truth, image_size, output.shape[-1])
         per_map = (output - targets).square().sum(dim=(-2, -1))
         return per_map[mask].sum() / mask.sum().clamp_min(1)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint trained on other AUs than this module's (the data's).
+
+        Each output map belongs to one AU, so weights trained on other AUs, or on the same in
+        another order, would load without error (when the count matches) and score wrong AUs.
+        """
+        trained = (checkpoint.get("hyper_parameters") or {}).get("au_names")
+        if trained is None or tuple(trained) == self.au_names:
+            return
+        source = self._trainer.ckpt_path if self._trainer is not None else None
+        raise ValueError(
+            f"{source or 'the checkpoint'}: trained on AUs {list(trained)}, but the data has "
+            f"{list(self.au_names)}; resume or fine-tune a model only on data with the AUs it "
+            "was trained on, in the same order (the data's AUs are its frame store's au_names)"
+        )
 
     def on_fit_start(self) -> None:
         """Switch the network to channels-last memory format if asked."""

@@ -1,10 +1,13 @@
-"""Callbacks: heatmap overlay panels, metrics.json, second-stage unfreezing, atomic checkpoints."""
+"""Callbacks: heatmap overlays, metrics.json, unfreezing, checkpoints on SIGTERM, checkpoint IO."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import BaseFinetuning, Callback
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.visualise import au_panel
 
@@ -30,29 +33,182 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(file.name, path)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Save checkpoints to a temporary file in the same folder, then rename over the target.
+class CheckpointError(ValueError):
+    """A checkpoint aunet will not load; the message names the file and what to do."""
 
-    A job killed while writing (SLURM preemption, a full disk) leaves the previous ``last.ckpt``
-    intact instead of a truncated one that would make the run unresumable.
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint files written atomically and read weights-only.
+
+    Saving writes ``.<name>.partial`` in the same folder, syncs it to disk and renames it over
+    the target: a job killed while writing (SLURM preemption, SIGKILL) or a full disk leaves the
+    previous ``last.ckpt`` intact instead of a truncated one that would make the run
+    unresumable. A killed write leaves at most that one hidden file, which the next save of the
+    same checkpoint replaces.
+
+    Loading (Lightning's resume, ``--ckpt_path``) always uses ``torch.load(weights_only=True)``,
+    whatever the caller asks: a file holding other pickled Python objects could run code when
+    unpickled, so it is refused without being unpickled (see ``docs/security.md``).
     """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
-        """Write ``checkpoint`` to ``path`` atomically."""
+        """Write ``checkpoint`` to ``path`` atomically.
+
+        Raises:
+            OSError: ``ENOSPC`` with a message naming the file when the disk is full.
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, suffix=".ckpt.partial")
+        temporary = target.with_name(f".{target.name}.partial")
         try:
-            with os.fdopen(descriptor, "wb") as file:
+            with temporary.open("wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                kept = "the previous one is intact" if target.exists() else "nothing was written"
+                raise OSError(
+                    errno.ENOSPC,
+                    f"no space left on device while writing checkpoint {target}; {kept}. Free "
+                    "some space, then resume the run (make train ... RESUME=1)",
+                ) from error
             raise
+
+    def load_checkpoint(
+        self,
+        path: str | os.PathLike,
+        map_location: Any = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Read a checkpoint with ``weights_only=True`` (the argument is ignored).
+
+        Raises:
+            CheckpointError: naming the file, for one that needs more than weights-only
+                unpickling (refused, not unpickled) or that is truncated or corrupt.
+        """
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            unsafe = re.search(r"GLOBAL (\S+)", str(error))
+            if unsafe is None:
+                raise _unreadable(path, "not a file of torch.save") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds a pickled {unsafe[1]}, not only tensors and plain "
+                "data, and unpickling it could run code; aunet loads checkpoints with "
+                "torch.load(weights_only=True) only. Use a checkpoint that aunet wrote, or, if "
+                "you trust its source, re-save its tensors as plain data (docs/security.md)"
+            ) from None
+        except EOFError:
+            raise _unreadable(path, "empty") from None
+        except RuntimeError as error:
+            raise _unreadable(path, str(error).split(". ")[0]) from None
+
+
+def _unreadable(path: str | os.PathLike, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable checkpoint, truncated or corrupt ({reason}); resume from "
+        "another checkpoint of the run (checkpoints/best-*.ckpt, hpc_ckpt_<n>.ckpt) or start "
+        "a new run"
+    )
+
+
+class CheckpointOnSigterm(Callback):
+    """On SIGTERM, save ``last.ckpt`` at the end of the current step, before the fit stops.
+
+    A preempted SLURM job, ``scancel`` or ``kill`` sends SIGTERM (SIGKILL follows some seconds
+    later). Lightning then stops the fit at the next step end but saves nothing, so the run
+    would lose everything since its last checkpoint. This callback saves the run's ``last.ckpt``
+    at that step end (the state Lightning resumes mid-epoch from; every process together under
+    DDP). A SIGTERM during validation stops the fit there, and the run resumes from the
+    checkpoint written before it.
+
+    Args:
+        path: the run's ``checkpoints/last.ckpt``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        """Save if any process has received SIGTERM."""
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            rank_zero_info(f"SIGTERM received: saving {self.path} before stopping")
+            trainer.save_checkpoint(self.path)
+
+
+class RepairRestartAtEpochEnd(Callback):
+    """Resume correctly from a checkpoint saved after an epoch's last step (Lightning 2.6 bug).
+
+    Such a checkpoint is written at the end of the epoch's last training step, before
+    validation and the epoch-end checkpoint: by ``run.checkpoint_every_n_steps``, or by
+    :class:`CheckpointOnSigterm`, when a job is stopped between that step and the epoch's end.
+    Resuming from it, Lightning counts that epoch as finished but leaves its restart stage at
+    "mid-epoch", so the next epoch is never counted as started: its ``on_train_epoch_start``
+    hooks do not run, and a checkpoint saved within it resumes as a fresh epoch and repeats its
+    steps (a run killed twice ended 8 steps past an uninterrupted one, in
+    ``tests/test_preemption.py``). Clearing the stage once the epoch has been counted makes the
+    next epoch start as a new one.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Clear the stale restart stage after a restart at an epoch's last step."""
+        loop = trainer.fit_loop
+        if (
+            loop.restarted_mid_epoch
+            and loop.epoch_loop.restarted_on_train_batch_end
+            and loop.epoch_loop.batch_progress.is_last_batch
+        ):
+            loop.reset_restart_stage()
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stop the fit when the training loss is NaN or infinite, naming the step and the batch.
+
+    The check runs before the backward pass, so the bad step never updates the weights and the
+    checkpoints keep those of the steps before it; a run that goes on with NaN weights would
+    only produce NaN predictions and a meaningless score. Under DDP every process takes part
+    (one all-reduce of a boolean per step), so all stop together instead of waiting for each
+    other's gradients.
+    """
+
+    def __init__(self) -> None:
+        self._batch_idx = -1
+        self._rows: list[int] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Remember which batch (and which store rows) the step trains on."""
+        self._batch_idx = batch_idx
+        rows = batch.get("index") if isinstance(batch, dict) else None
+        self._rows = [] if rows is None else [int(row) for row in rows]
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        """Raise if the loss of any process is not finite."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        value = (
+            str(float(loss.detach().float().mean()))
+            if not finite
+            else "finite here but not on another process"
+        )
+        shown = ", ".join(map(str, self._rows[:8])) + (", ..." if len(self._rows) > 8 else "")
+        rows = f"; store rows {shown}" if self._rows else ""
+        raise FloatingPointError(
+            f"train/loss is {value} at global step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}, batch {self._batch_idx}{rows}); training stopped before "
+            "this step's update, so the checkpoints hold the weights of the steps before it. "
+            "Look for a learning rate too high for the strategy (model.init_args.lr), or for "
+            "non-finite images, landmarks or labels in those rows"
+        )
 
 
 class MetricsJson(Callback):

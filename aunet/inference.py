@@ -1,0 +1,491 @@
+"""From frames to AU predictions: input sources, the face of each frame, the trained model.
+
+**Inputs.** :func:`collect_sources` checks the command line's inputs -- videos, images, folders of
+images -- and :meth:`Source.frames` decodes them one frame at a time (RGB uint8), so nothing
+holds a whole video.
+
+**Faces.** :class:`FaceFinder` finds each frame's face (dlib, the largest face,
+:mod:`aunet.data.detect`) and crops it exactly as the training data were cropped
+(:func:`aunet.data.crop.crop_face`).
+
+**The model.** :func:`load_predictor` reads a checkpoint written by ``aunet fit``
+(``runs/<exp>/<data>/fold<k>/<stamp>/checkpoints/*.ckpt``) with ``torch.load(weights_only=True)``
+-- tensors, numbers, strings and containers only, never arbitrary pickled objects -- and
+rebuilds the network from the architecture saved in it (``fan_config``), so the FAN file used at
+training time need not exist on the machine that runs inference. The reparametrised FAN
+(Sec. 4.5) is folded into a plain FAN (:meth:`aunet.models.ReparametrisedFAN.fold`): same
+outputs, no projections to compute. :class:`AUPredictor` forwards batches of crops and decodes
+them as Sec. 3.4 does: the intensity of an AU is the maximum of its map, its location the argmax.
+
+Example:
+    >>> predictor = load_predictor("runs/reparam/synthetic/fold1/<stamp>/checkpoints/last.ckpt")
+    >>> result = predictor(crops)  # N x S x S x 3 uint8, S = predictor.image_size
+    >>> result.intensities.shape  # N x K, 0-5, in predictor.au_names order
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from aunet.data.crop import FaceCrop, crop_face
+from aunet.data.detect import FaceTracker, LandmarkDetector
+from aunet.data.video import frame_count, read_frames
+from aunet.models import ReparametrisedFAN
+from aunet.training.au_module import AUHeatmapModule
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+#: Timestamps of a video whose container declares no frame rate (OpenFace's default too).
+DEFAULT_FPS = 30.0
+#: A previous frame's box is kept for a frame with no detected face only while the crop it
+#: gives still looks like the last detected face: the normalised cross-correlation of the two
+#: crops' central halves (the eyes, nose and mouth; grey, 16 x 16) must be at least this. On
+#: synthetic clips, whose lighting, noise and background change every frame, consecutive
+#: detected crops of one face score 0.38-0.97 (median 0.81); other images cropped at the same
+#: place score below 0.05, and a blank frame 0.
+MIN_SIMILARITY = 0.25
+_SIGNATURE_SIDE = 16
+#: The stages whose time the final line reports.
+STAGES = ("decode", "detect", "crop", "forward", "write")
+
+
+class InputError(ValueError):
+    """A bad input file, folder or option; the message names it."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a weights-only aunet AU checkpoint; the message names the file."""
+
+
+# Inputs: videos, images, folders of images, decoded one frame at a time.
+
+
+class Frame(NamedTuple):
+    """One decoded frame: 1-based number within its source, time (s), file and RGB pixels."""
+
+    number: int
+    timestamp: float
+    file: Path
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class Source:
+    """A video, or a sequence of images (a folder's, or one image file given alone)."""
+
+    path: Path
+    images: tuple[Path, ...] | None = None
+
+    @property
+    def is_video(self) -> bool:
+        """True for a video file."""
+        return self.images is None
+
+    def count(self) -> int | None:
+        """Frames to expect (a video's declared count, which may be missing)."""
+        return frame_count(self.path) if self.images is None else len(self.images)
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the frames in order, one at a time.
+
+        Videos: ``timestamp = (frame - 1) / fps`` as OpenFace writes it. Images: timestamp 0.
+        """
+        if self.images is None:
+            fps = video_fps(self.path)
+            for index, image in enumerate(read_frames(self.path)):
+                yield Frame(index + 1, index / fps, self.path, image)
+        else:
+            for index, path in enumerate(self.images):
+                yield Frame(index + 1, 0.0, path, read_image(path))
+
+
+def video_fps(path: Path) -> float:
+    """The frame rate the container declares, or :data:`DEFAULT_FPS`."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (grey and 16-bit images converted).
+
+    Raises:
+        InputError: if it cannot be decoded.
+    """
+    data = np.fromfile(path, dtype=np.uint8)  # imread fails on some non-ASCII paths
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"{path}: OpenCV cannot decode this image (damaged or unsupported)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """Sort ``frame2.png`` before ``frame10.png``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def collect_sources(inputs: Sequence[str | os.PathLike]) -> list[Source]:
+    """Check the inputs and make each a :class:`Source`.
+
+    A folder is its images (:data:`IMAGE_SUFFIXES`, not recursive) in natural name order.
+
+    Raises:
+        InputError: for a missing input, a file that is neither an image nor a video, an
+            image or video that cannot be opened, or a folder without images.
+    """
+    if not inputs:
+        raise InputError("no input given: pass video files, image files or folders")
+    sources = []
+    for given in map(Path, inputs):
+        suffix = given.suffix.lower()
+        if given.is_dir():
+            images = sorted(
+                (p for p in given.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                key=_natural_key,
+            )
+            if not images:
+                raise InputError(
+                    f"{given}: folder holds no images (expected {', '.join(IMAGE_SUFFIXES)}; "
+                    "pass videos as inputs themselves)"
+                )
+            sources.append(Source(given, tuple(images)))
+        elif not given.exists():
+            raise InputError(f"{given}: no such file or folder")
+        elif suffix in VIDEO_SUFFIXES:
+            frame_count(given)  # opens it: a damaged video fails here, before any work
+            sources.append(Source(given))
+        elif suffix in IMAGE_SUFFIXES:
+            if not cv2.haveImageReader(str(given)):
+                raise InputError(f"{given}: not a readable image (damaged or unsupported)")
+            sources.append(Source(given, (given,)))
+        else:
+            raise InputError(
+                f"{given}: neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video "
+                f"({', '.join(VIDEO_SUFFIXES)})"
+            )
+    return sources
+
+
+# Faces: detection, the previous box as a checked fallback, the crop; stage timing.
+
+
+@dataclass
+class Stopwatch:
+    """Seconds spent per stage (:data:`STAGES`), wall clock."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        """Add the time the ``with`` block takes to ``stage``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+    def iterate(self, items: Iterator[Frame], stage: str) -> Iterator[Frame]:
+        """Yield from ``items``, timing each ``next`` (decoding happens there) as ``stage``."""
+        while True:
+            with self(stage):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+
+
+class Face(NamedTuple):
+    """A face crop and how sure we are it is a face (1 = detected in this frame)."""
+
+    crop: FaceCrop
+    confidence: float
+
+
+def _signature(image: np.ndarray) -> np.ndarray:
+    """A small zero-mean grey copy of a crop's central half, for :func:`crop_similarity`."""
+    side = image.shape[0]
+    inner = image[side // 4 : side - side // 4, side // 4 : side - side // 4]
+    grey = cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (_SIGNATURE_SIDE, _SIGNATURE_SIDE), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    return small - small.mean()
+
+
+def crop_similarity(first: np.ndarray, second: np.ndarray) -> float:
+    """Normalised cross-correlation of two signatures, clipped to [0, 1] (0 for a flat one)."""
+    norm = float(np.sqrt((first**2).sum() * (second**2).sum()))
+    return float(np.clip((first * second).sum() / norm, 0.0, 1.0)) if norm > 1e-3 else 0.0
+
+
+class FaceFinder:
+    """The face of each frame: detected, or inside a video the previous frame's box if still a face.
+
+    dlib's detector finds the largest face (:class:`~aunet.data.detect.FaceTracker`); when it
+    finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
+    resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
+    resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or
+    a face that left does not inherit one.
+
+    Args:
+        detector: the landmark detector.
+        image_size: side of the crops.
+        margin: crop margin, as at training (:func:`aunet.data.crop.face_box`).
+        stopwatch: where detection and cropping time go.
+    """
+
+    def __init__(
+        self, detector: LandmarkDetector, image_size: int, margin: float, stopwatch: Stopwatch
+    ) -> None:
+        self.tracker = FaceTracker(detector)
+        self.image_size = image_size
+        self.margin = margin
+        self.stopwatch = stopwatch
+        self._reference: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the previous face (a new video, or an unrelated image)."""
+        self.tracker.reset()
+        self._reference = None
+
+    def __call__(self, image: np.ndarray) -> Face | None:
+        """The face of ``image``, or None."""
+        with self.stopwatch("detect"):
+            detection = self.tracker(image)
+        if detection is None:
+            return None
+        with self.stopwatch("crop"):
+            crop = crop_face(image, detection.landmarks, self.image_size, self.margin)
+            signature = _signature(crop.image)
+        if not detection.from_previous:
+            self._reference = signature
+            return Face(crop, 1.0)
+        similarity = 0.0 if self._reference is None else crop_similarity(signature, self._reference)
+        if similarity < MIN_SIMILARITY:
+            self.reset()
+            return None
+        return Face(crop, similarity)
+
+
+# The model: weights-only checkpoints, folding, batched forward passes.
+
+#: The hyperparameters that make a checkpoint an aunet AU model (``AUHeatmapModule``).
+_REQUIRED_HPARAMS = ("strategy", "au_names")
+#: Strategy options that name files of *initial* weights (ResNet-18's ImageNet weights): the
+#: checkpoint's state dict replaces them, so they are not read (the file may not exist here).
+_INITIAL_WEIGHT_OPTIONS = ("weights",)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about N face crops.
+
+    Attributes:
+        intensities: N x K float32 AU intensities, 0-5.
+        locations: N x K x 2 float32 (x, y) AU locations in crop pixels (the argmax of each
+            map); NaN for ``resnet18``, which regresses no maps.
+        heatmaps: N x K x S/4 x S/4 float32 maps when asked for and the model has them.
+    """
+
+    intensities: np.ndarray
+    locations: np.ndarray
+    heatmaps: np.ndarray | None = None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:N``), or ``auto`` (CUDA when available, else CPU).
+
+    Raises:
+        ValueError: when CUDA is asked for and is not available, or for an unknown name.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA requested but torch.cuda.is_available() is False")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The contents of an aunet AU checkpoint, read without unpickling arbitrary objects.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, not readable by
+            ``torch.load(weights_only=True)``, or not a checkpoint of ``aunet fit``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CheckpointError(
+            f"{path}: not a checkpoint that loads with torch.load(weights_only=True) (aunet never "
+            f"unpickles arbitrary objects): {first_line}"
+        ) from None
+    expected = (
+        "expected a checkpoint of `aunet fit` (runs/<experiment>/<dataset>/fold<k>/<stamp>/"
+        "checkpoints/*.ckpt)"
+    )
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: no Lightning state_dict in this file; {expected}")
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or any(key not in hparams for key in _REQUIRED_HPARAMS):
+        found = sorted(hparams) if isinstance(hparams, dict) else "none"
+        raise CheckpointError(
+            f"{path}: not an AU model (hyper_parameters {found} lack "
+            f"{' and '.join(_REQUIRED_HPARAMS)}; a FAN pre-training checkpoint, maybe?); {expected}"
+        )
+    return checkpoint
+
+
+def checkpoint_image_size(checkpoint: dict[str, Any], path: str | os.PathLike) -> int | None:
+    """The network input side the model was trained at, or None where nothing records it.
+
+    Checkpoints from this version on hold it (``hyper_parameters["image_size"]``); for older
+    ones it is read from the run's resolved ``config.yaml`` (``data.image_size``), two folders
+    up from ``checkpoints/<name>.ckpt``.
+    """
+    size = checkpoint["hyper_parameters"].get("image_size")
+    if size is not None:
+        return int(size)
+    config = Path(path).resolve().parent.parent / "config.yaml"
+    if Path(path).resolve().parent.name != "checkpoints" or not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    size = data.get("image_size") if isinstance(data, dict) else None
+    return None if size is None else int(size)
+
+
+class AUPredictor:
+    """A trained AU model in eval mode on one device, fed N x S x S x 3 uint8 face crops.
+
+    Args:
+        module: the rebuilt LightningModule (its reparametrised FAN folded).
+        image_size: S, the side of the crops the model takes.
+        device: where the network runs.
+    """
+
+    def __init__(self, module: AUHeatmapModule, image_size: int, device: torch.device) -> None:
+        multiple = getattr(getattr(module.model, "config", None), "input_multiple", 1)
+        if image_size < 1 or image_size % multiple:
+            raise ValueError(
+                f"image size {image_size} is not a positive multiple of {multiple}, which this "
+                "network needs"
+            )
+        self.module = module.eval().to(device)
+        if module.hparams.channels_last:
+            self.module.model.to(memory_format=torch.channels_last)
+        self.image_size = image_size
+        self.device = device
+        self.au_names: tuple[str, ...] = module.au_names
+        margin = module.hparams.get("crop_margin")
+        #: The face-crop margin of the training data, None where the checkpoint predates it.
+        self.crop_margin: float | None = None if margin is None else float(margin)
+
+    @property
+    def network(self) -> nn.Module:
+        """The bare network: B x 3 x S x S in [0, 1] -> B x K x S/4 x S/4 (``resnet18``: B x K)."""
+        return self.module.model
+
+    @property
+    def regresses_heatmaps(self) -> bool:
+        """False for ``resnet18``, which regresses the intensities directly."""
+        return self.module.regresses_heatmaps
+
+    @torch.inference_mode()
+    def __call__(self, crops: np.ndarray, heatmaps: bool = False) -> Prediction:
+        """Intensities and locations (and maps if ``heatmaps``) of N face crops.
+
+        Args:
+            crops: N x S x S x 3 RGB uint8.
+            heatmaps: also return the regressed maps (for overlays).
+        """
+        if crops.ndim != 4 or crops.shape[1:] != (self.image_size, self.image_size, 3):
+            raise ValueError(
+                f"expected N x {self.image_size} x {self.image_size} x 3 crops, got {crops.shape}"
+            )
+        images = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2)
+        output = self.module(images)
+        intensities, locations = self.module.decode_output(output, self.image_size)
+        maps = output.float().cpu().numpy() if heatmaps and self.regresses_heatmaps else None
+        return Prediction(intensities.cpu().numpy(), locations.float().cpu().numpy(), maps)
+
+
+def load_module(path: str | os.PathLike) -> AUHeatmapModule:
+    """The trained :class:`AUHeatmapModule` of an ``aunet fit`` checkpoint (weights-only read).
+
+    Raises:
+        CheckpointError: for anything but a weights-only aunet AU checkpoint, naming the file.
+    """
+    return rebuild_module(read_checkpoint(path), path)
+
+
+def rebuild_module(checkpoint: dict[str, Any], path: str | os.PathLike) -> AUHeatmapModule:
+    """Rebuild the LightningModule of a checkpoint read by :func:`read_checkpoint`.
+
+    The FAN file of training time is not needed: ``fan_config`` rebuilds the backbone and the
+    state dict fills in every weight, the frozen FAN's included.
+    """
+    hparams = dict(checkpoint["hyper_parameters"])
+    options = dict(hparams.get("strategy_args") or {})
+    for key in _INITIAL_WEIGHT_OPTIONS:
+        options.pop(key, None)
+    hparams.update(fan=None, strategy_args=options)
+    try:
+        module = AUHeatmapModule(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot rebuild the AU model: {error}") from None
+    return module
+
+
+def load_predictor(
+    path: str | os.PathLike, device: str | torch.device = "cpu", image_size: int | None = None
+) -> AUPredictor:
+    """Rebuild a trained AU model from an ``aunet fit`` checkpoint for inference.
+
+    Args:
+        path: the checkpoint (``.../checkpoints/last.ckpt`` or ``best-epochNNN.ckpt``).
+        device: ``cpu``, ``cuda`` or ``auto`` (see :func:`resolve_device`), or a device.
+        image_size: the input side S; default: the one the model was trained at
+            (:func:`checkpoint_image_size`).
+
+    Raises:
+        CheckpointError: for anything but a weights-only aunet AU checkpoint, naming the file.
+        ValueError: when CUDA is asked for but missing, or the input size is unknown.
+    """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    checkpoint = read_checkpoint(path)
+    image_size = image_size or checkpoint_image_size(checkpoint, path)
+    if image_size is None:
+        raise CheckpointError(
+            f"{path}: the checkpoint does not record the input size it was trained at and no "
+            "run config.yaml sits beside it; pass it (aunet-predict --image-size S)"
+        )
+    module = rebuild_module(checkpoint, path)
+    if isinstance(module.model, ReparametrisedFAN):
+        module.model = module.model.fold()
+    try:
+        return AUPredictor(module, image_size, device)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None

@@ -1,0 +1,433 @@
+"""``aunet-predict``: AU intensities of the faces in videos and images, as an OpenFace-style CSV.
+
+Usage::
+
+    aunet-predict INPUT... --ckpt CKPT --out FILE.csv [--overlay PATH] [--plot FILE.png]
+                  [--batch-size N] [--device auto|cpu|cuda] [--locations] [--margin M]
+
+INPUT is any mix of video files, image files and folders of images. Per frame (Sec. 3.4: "crop
+the face image according to some face detection and forward it to the trained network"):
+dlib finds the largest face and its 68 landmarks (:mod:`aunet.data.detect`); the face is cropped
+exactly as the training data were (:func:`aunet.data.crop.crop_face`, the model's input size);
+crops are forwarded in batches; each AU's intensity is the maximum of its map and its location
+the argmax (:mod:`aunet.inference`). Frames stream through -- decode, detect, crop, a batch of
+``N`` frames, forward, write -- so memory does not grow with a video's length.
+
+The CSV (see ``docs/inference.md``) has OpenFace's columns ``frame, face_id, timestamp,
+confidence, success, AU01_r, ...``, one row per frame; ``--locations`` adds ``AU01_x, AU01_y, ...``
+(frame pixels), and an ``input`` column names each row's file unless the only input is one
+video. ``--overlay`` draws each frame's AU heatmaps over its face with the intensities written
+beside them (Fig. 7), as a video (``.mp4``/``.avi``) or a folder of PNGs; ``--plot`` draws every
+AU's intensity over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aunet.data.crop import DEFAULT_MARGIN, invert_affine, transform_points
+from aunet.data.detect import DetectorUnavailableError, LandmarkDetector
+from aunet.data.video import VideoError
+from aunet.inference import (
+    DEFAULT_FPS,
+    AUPredictor,
+    CheckpointError,
+    Face,
+    FaceFinder,
+    Frame,
+    InputError,
+    Prediction,
+    Stopwatch,
+    collect_sources,
+    load_predictor,
+    resolve_device,
+    video_fps,
+)
+from aunet.visualise import au_panel, frame_overlay, plot_intensities
+
+#: Overlay videos: OpenCV codec per container.
+OVERLAY_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+class CsvLayout:
+    """The CSV's columns and the formatting of a row.
+
+    Args:
+        au_names: the model's AUs.
+        locations: add ``AU01_x, AU01_y, ...`` (frame pixels).
+        with_input: add an ``input`` column naming each row's file.
+    """
+
+    def __init__(self, au_names: Sequence[str], locations: bool, with_input: bool) -> None:
+        self.au_names = tuple(au_names)
+        self.locations = locations
+        self.with_input = with_input
+
+    def header(self) -> list[str]:
+        """OpenFace's first five columns, ``AU01_r, ...``, then the optional ones."""
+        columns = ["frame", "face_id", "timestamp", "confidence", "success"]
+        columns += [f"{name}_r" for name in self.au_names]
+        if self.locations:
+            columns += [f"{name}_{axis}" for name in self.au_names for axis in "xy"]
+        return columns + (["input"] if self.with_input else [])
+
+    def row(
+        self,
+        frame: Frame,
+        face: Face | None,
+        intensities: np.ndarray | None,
+        locations: np.ndarray | None,
+    ) -> list[str]:
+        """One frame's cells; AU cells are empty when no face was found."""
+        k = len(self.au_names)
+        cells = [str(frame.number), "0", f"{frame.timestamp:.3f}"]
+        cells += [f"{face.confidence:.2f}", "1"] if face is not None else ["0.00", "0"]
+        cells += [f"{v:.3f}" for v in intensities] if intensities is not None else [""] * k
+        if self.locations:
+            points = locations.reshape(-1) if locations is not None else np.full(2 * k, np.nan)
+            cells += [f"{v:.1f}" if np.isfinite(v) else "" for v in points]
+        return cells + ([str(frame.file)] if self.with_input else [])
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, renamed to it on success and removed on failure.
+
+    The temporary name keeps the suffix (OpenCV picks a video container from it).
+    """
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder; expected a file name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f"{target.stem}.partial{os.getpid()}{target.suffix}")
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, target)
+
+
+class OverlaySink:
+    """Overlay images to a video (``.mp4``: mp4v, ``.avi``: MJPG) or to numbered PNGs in a folder.
+
+    Args:
+        path: the video file (already a temporary name, see :func:`atomic_output`) or folder.
+        fps: frame rate of a video.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.count = 0
+        self._video: cv2.VideoWriter | None = None
+        self.codec = OVERLAY_CODECS.get(path.suffix.lower())
+        if self.codec is None:
+            path.mkdir(parents=True, exist_ok=True)
+
+    def add(self, image: np.ndarray) -> None:
+        """Append one RGB uint8 image (every image of a video has the first one's size)."""
+        self.count += 1
+        bgr = np.ascontiguousarray(image[..., ::-1])
+        if self.codec is None:
+            target = self.path / f"{self.count:06d}.png"
+            if not cv2.imwrite(str(target), bgr):
+                raise InputError(f"{target}: OpenCV could not write this PNG")
+            return
+        if self._video is None:
+            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            size = (image.shape[1], image.shape[0])
+            self._video = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if not self._video.isOpened():
+                raise InputError(f"{self.path}: OpenCV cannot write a {self.codec} video here")
+        self._video.write(bgr)
+
+    def close(self) -> None:
+        """Finish the video file."""
+        if self._video is not None:
+            self._video.release()
+            self._video = None
+
+
+def overlay_image(
+    frame: Frame,
+    face: Face | None,
+    prediction: Prediction | None,
+    index: int,
+    au_names: Sequence[str],
+    image_size: int,
+) -> np.ndarray:
+    """Fig. 7 for one frame: the frame with its crop outlined beside one panel per AU.
+
+    Each panel is the face crop with that AU's regressed map upsampled and blended over it and
+    the intensity written on top (:func:`aunet.visualise.au_panel`).
+    """
+    k = len(au_names)
+    caption = f"{frame.file.name} #{frame.number}"
+    if frame.timestamp:
+        caption += f" {frame.timestamp:.2f}s"
+    if face is None or prediction is None:
+        blank = np.zeros((image_size, image_size, 3), np.uint8)
+        panel = au_panel(blank, np.zeros((k, 1, 1)), au_names, [np.nan] * k)
+        return frame_overlay(frame.image, panel, caption=caption + " no face")
+    maps = prediction.heatmaps[index] if prediction.heatmaps is not None else np.zeros((k, 1, 1))
+    panel = au_panel(face.crop.image, maps, au_names, prediction.intensities[index].tolist())
+    edge = (-0.5, image_size - 0.5)
+    corners = np.array(
+        [(edge[0], edge[0]), (edge[1], edge[0]), (edge[1], edge[1]), (edge[0], edge[1])]
+    )
+    outline = transform_points(corners, invert_affine(face.crop.affine))
+    return frame_overlay(frame.image, panel, outline, caption)
+
+
+@dataclass
+class Summary:
+    """What a run did and how fast (wall clock per stage, and CPU time of the process)."""
+
+    frames: int
+    faces: int
+    seconds: float
+    cpu_seconds: float
+    stages: dict[str, float]
+
+    def line(self) -> str:
+        """The closing line ``aunet-predict`` prints."""
+        rate = self.frames / self.seconds if self.seconds else float("nan")
+        cpu_rate = self.frames / self.cpu_seconds if self.cpu_seconds else float("nan")
+        stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stages.items())
+        return (
+            f"{self.frames} frames ({self.faces} with a face) in {self.seconds:.1f} s: "
+            f"{rate:.1f} frames/s ({stages}); CPU time {self.cpu_seconds:.1f} s, "
+            f"{cpu_rate:.1f} frames per CPU-second"
+        )
+
+
+class _Batch:
+    """Frames waiting for the forward pass, written out in order once it is done."""
+
+    def __init__(
+        self,
+        predictor: AUPredictor,
+        layout: CsvLayout,
+        writer: Callable[[list[str]], object],
+        sink: OverlaySink | None,
+        stopwatch: Stopwatch,
+    ) -> None:
+        self.predictor = predictor
+        self.layout = layout
+        self.writer = writer
+        self.sink = sink
+        self.stopwatch = stopwatch
+        self.pending: list[tuple[Frame, Face | None]] = []
+        self.faces = 0
+
+    def add(self, frame: Frame, face: Face | None) -> None:
+        """Queue a frame (with its face, or None)."""
+        self.pending.append((frame, face))
+
+    def flush(self) -> None:
+        """Forward the queued faces in one batch and write every queued frame's row."""
+        crops = [face.crop.image for _, face in self.pending if face is not None]
+        prediction = None
+        if crops:
+            with self.stopwatch("forward"):
+                prediction = self.predictor(np.stack(crops), heatmaps=self.sink is not None)
+        with self.stopwatch("write"):
+            index = 0
+            for frame, face in self.pending:
+                intensities = locations = None
+                if face is not None and prediction is not None:
+                    intensities = prediction.intensities[index]
+                    to_frame = invert_affine(face.crop.affine)
+                    locations = transform_points(prediction.locations[index], to_frame)
+                self.writer(self.layout.row(frame, face, intensities, locations))
+                if self.sink is not None:
+                    names, size = self.predictor.au_names, self.predictor.image_size
+                    self.sink.add(overlay_image(frame, face, prediction, index, names, size))
+                index += face is not None
+        self.faces += len(crops)
+        self.pending.clear()
+
+
+def predict(
+    inputs: Sequence[str | os.PathLike],
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    overlay: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    locations: bool = False,
+    margin: float | None = None,
+    image_size: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Run a trained AU model over videos and images and write the CSV (and pictures).
+
+    Args:
+        inputs: video files, image files and folders of images.
+        checkpoint: an ``aunet fit`` checkpoint.
+        out: the CSV to write (atomically: a failed run leaves no partial file).
+        overlay: a ``.mp4``/``.avi`` video or a folder of PNGs of Fig. 7-style overlays.
+        plot: a PNG of each AU's intensity over time.
+        batch_size: frames per forward pass.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        locations: add AU location columns (frame pixels).
+        margin: the crop margin the training data were cropped with (``data_prep --margin``);
+            default: the one the checkpoint records, else ``aunet.data.crop.DEFAULT_MARGIN``.
+        image_size: the network's input side; default: the one it was trained at.
+        progress: show a progress bar.
+
+    Returns:
+        Frame counts and timings.
+
+    Raises:
+        InputError, CheckpointError, VideoError, DetectorUnavailableError: naming the file.
+    """
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    sources = collect_sources(inputs)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as error:  # CUDA asked for but missing
+        raise InputError(str(error)) from None
+    predictor = load_predictor(checkpoint, torch_device, image_size)
+    stopwatch = Stopwatch()
+    if margin is None:
+        margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
+    finder = FaceFinder(LandmarkDetector(), predictor.image_size, margin, stopwatch)
+    single_video = len(sources) == 1 and sources[0].is_video
+    layout = CsvLayout(predictor.au_names, locations, with_input=not single_video)
+    counts = [source.count() for source in sources]
+    total = None if None in counts else sum(counts)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = Path(out)
+    frames = 0
+    with contextlib.ExitStack() as stack:
+        file = stack.enter_context(open(stack.enter_context(atomic_output(out)), "w", newline=""))
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(layout.header())
+        sink = None
+        if overlay is not None:
+            overlay = Path(overlay)
+            if overlay.suffix.lower() in OVERLAY_CODECS:
+                overlay = stack.enter_context(atomic_output(overlay))
+            fps = next((video_fps(s.path) for s in sources if s.is_video), DEFAULT_FPS)
+            sink = OverlaySink(overlay, fps)
+            stack.callback(sink.close)
+        batch = _Batch(predictor, layout, writer.writerow, sink, stopwatch)
+        bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress))
+        for source in sources:
+            finder.reset()
+            for frame in stopwatch.iterate(source.frames(), "decode"):
+                if not source.is_video:
+                    finder.reset()  # images are unrelated: no box carries over
+                batch.add(frame, finder(frame.image))
+                if len(batch.pending) == batch_size:
+                    batch.flush()
+                bar.update()
+                frames += 1
+        batch.flush()
+    if plot is not None:
+        with atomic_output(Path(plot)) as temporary:
+            plot_csv(out, temporary)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return Summary(frames, batch.faces, seconds, cpu_seconds, stopwatch.seconds)
+
+
+def plot_csv(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
+    """Plot every ``AU.._r`` column of an aunet-predict (or OpenFace) CSV over time.
+
+    x is ``timestamp`` for a single video's CSV and the row number when an ``input`` column
+    shows several files; empty cells (no face) are gaps.
+    """
+    with open(csv_path, newline="") as file:
+        rows = list(csv.reader(file, skipinitialspace=True))  # OpenFace writes ", "
+    header, body = [name.strip() for name in rows[0]], rows[1:]
+    au_columns = [i for i, name in enumerate(header) if re.fullmatch(r"AU\d+_r", name)]
+
+    def column(index: int) -> np.ndarray:
+        return np.array([float(row[index]) if row[index] else np.nan for row in body])
+
+    intensities = np.stack([column(i) for i in au_columns], axis=1).reshape(len(body), -1)
+    if "input" in header:
+        x, xlabel = np.arange(1, len(body) + 1), "row (frames in input order)"
+    else:
+        x, xlabel = column(header.index("timestamp")), "time (s)"
+    names = [header[i].removesuffix("_r") for i in au_columns]
+    plot_intensities(x, intensities, names, png_path, xlabel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``aunet-predict``."""
+    parser = argparse.ArgumentParser(
+        prog="aunet-predict",
+        description="AU intensities of the faces in videos and images (OpenFace-style CSV).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, images, folders")
+    parser.add_argument("--ckpt", required=True, help="checkpoint of `aunet fit` (.ckpt)")
+    parser.add_argument("--out", required=True, help="the CSV to write")
+    parser.add_argument("--overlay", help="heatmap overlays: a .mp4/.avi video or a PNG folder")
+    parser.add_argument("--plot", help="PNG of each AU's intensity over time")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--locations", action="store_true", help="add AU location columns (frame pixels)"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        help=f"crop margin of the training data (default: the checkpoint's, else {DEFAULT_MARGIN})",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="network input side (default: from the checkpoint)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for the network (default: torch's choice)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``aunet-predict``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        summary = predict(
+            args.inputs,
+            args.ckpt,
+            args.out,
+            overlay=args.overlay,
+            plot=args.plot,
+            batch_size=args.batch_size,
+            device=args.device,
+            locations=args.locations,
+            margin=args.margin,
+            image_size=args.image_size,
+            progress=not args.no_progress,
+        )
+    except (InputError, CheckpointError, VideoError, DetectorUnavailableError, OSError) as error:
+        parser.exit(2, f"aunet-predict: error: {error}\n")
+    print(f"wrote {args.out}: {summary.line()}")
+
+
+if __name__ == "__main__":
+    main()

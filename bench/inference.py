@@ -1,0 +1,106 @@
+"""Time ``aunet-predict`` end to end on a 640 x 480 video.
+
+A test-made video (``skimage.data.astronaut()`` moving and growing over a grey background,
+640 x 480, 300 frames at 25 fps) goes through :func:`aunet.predict.predict` with two models of
+random weights (speed does not depend on the weights): the synthetic demo's (``reparam`` over
+the light FAN, folded, 64 x 64 input) and the paper's size (the same at 256 x 256). Reported:
+frames/s (wall clock), seconds per stage (decode, detect, crop, forward, write), CPU time, and
+the network alone (forward frames/s of batches of crops, best of 3).
+
+Run ``python -m bench.inference`` (``--quick``: 60 frames); figures go to
+``bench/BENCHMARKS.md`` under "Inference".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage.data import astronaut
+
+from aunet.aus import DATASET_AUS
+from aunet.models import LIGHT_FAN_CONFIG
+from aunet.predict import predict
+from aunet.training import AUHeatmapModule
+from bench.common import best_time, record
+
+SIZE = (640, 480)
+FPS = 25.0
+
+
+def write_video(path: Path, frames: int) -> Path:
+    """The astronaut moving right and growing (face 90-125 px), every 50th frame blank."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    source = astronaut()
+    for index in range(frames):
+        if index % 50 == 49:
+            frame = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+        else:
+            t = index / max(frames - 1, 1)
+            scale, dx = 1.0 + 0.4 * t, -80 + 160 * t
+            affine = np.array([[scale, 0, 320 + dx - scale * 222], [0, scale, 200 - scale * 126]])
+            frame = cv2.warpAffine(source, affine, SIZE, borderValue=(60, 60, 60))
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+def checkpoint(path: Path, image_size: int) -> Path:
+    """A ``reparam`` model over the light FAN with random weights, saved as ``aunet fit`` does."""
+    module = AUHeatmapModule(
+        "reparam",
+        au_names=DATASET_AUS["disfa"],
+        fan_config=dataclasses.asdict(LIGHT_FAN_CONFIG),
+        image_size=image_size,
+    )
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def network_rate(path: Path, image_size: int, batch: int) -> float:
+    """Frames/s of the folded network alone on batches of ``batch`` crops."""
+    from aunet.inference import load_predictor
+
+    predictor = load_predictor(path, "cpu")
+    crops = np.random.default_rng(0).integers(0, 256, (batch, image_size, image_size, 3), np.uint8)
+    return batch / best_time(lambda: predictor(crops), repeats=3)
+
+
+def main() -> None:
+    """Measure and record."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="60 frames instead of 300")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    frames = 60 if args.quick else 300
+    figures = {}
+    with tempfile.TemporaryDirectory() as folder:
+        video = write_video(Path(folder) / "video.mp4", frames)
+        for image_size, name in ((64, "64 px demo model"), (256, "256 px light FAN")):
+            model = checkpoint(Path(folder) / f"{image_size}.ckpt", image_size)
+            summary = predict(
+                [video], model, Path(folder) / "au.csv", batch_size=args.batch_size,
+                device="cpu", progress=False,
+            )  # fmt: skip
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.stages.items())
+            figures[f"{name}, {frames} frames 640x480, batch {args.batch_size}"] = (
+                f"{summary.frames / summary.seconds:.1f} frames/s wall, "
+                f"{summary.frames / summary.cpu_seconds:.1f} frames per CPU-second "
+                f"({summary.faces} faces; {stages})"
+            )
+            figures[f"{name}, network alone"] = (
+                f"{network_rate(model, image_size, args.batch_size):.1f} frames/s"
+            )
+    command = f"python -m bench.inference --threads {args.threads}" + " --quick" * args.quick
+    record("Inference", figures, command=command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Test checkpoints of AU models: untrained ones written directly, and one real ``aunet fit``.
+
+Shared by the inference and export tests (``from checkpoint_factories import ...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from factories import write_store
+
+from aunet.aus import DATASET_AUS
+from aunet.cli import main as aunet_main
+from aunet.data.folds import DISFA_SUBJECTS
+from aunet.models import FAN, FANConfig, save_fan
+from aunet.training import AUHeatmapModule
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
+IMAGE_SIZE = 32
+
+
+def untrained_module(strategy: str, image_size: int | None = IMAGE_SIZE) -> AUHeatmapModule:
+    """An AU module over the tiny FAN with every weight nudged off its initial value.
+
+    The nudge makes the reparametrisation's projections differ from the identity, so folding
+    them is really tested, and BatchNorm statistics differ from 0/1.
+    """
+    module = AUHeatmapModule(
+        strategy,
+        au_names=DATASET_AUS["synthetic"],
+        fan_config=dataclasses.asdict(TINY_FAN),
+        image_size=image_size,
+    )
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point():
+                noise = torch.rand(tensor.shape, generator=generator) * 0.1
+                tensor.add_(noise if tensor.dim() == 1 else noise - 0.05)
+    return module.eval()
+
+
+def save_checkpoint(module: AUHeatmapModule, path: Path) -> Path:
+    """Write ``module`` as Lightning does: ``state_dict`` and ``hyper_parameters``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": pl.__version__,
+        },
+        path,
+    )
+    return path
+
+
+def fit_checkpoint(folder: Path, experiment: str = "reparam") -> Path:
+    """``last.ckpt`` of one short ``aunet fit`` at 32 px; the FAN file is deleted afterwards."""
+    store = write_store(folder / "store.h5", DISFA_SUBJECTS, frames_per_subject=2, image_size=32)
+    fan = folder / "fan.pt"
+    save_fan(FAN(TINY_FAN), fan)
+    run = folder / "run"
+    aunet_main([
+        "fit",
+        "--config", str(EXPERIMENTS / "base.yaml"),
+        "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
+        "--data.path", str(store), "--data.image_size", str(IMAGE_SIZE),
+        "--data.batch_size", "8", "--data.num_workers", "0",
+        "--model.init_args.fan", str(fan),
+        "--run.dir", str(run), "--run.wandb", "disabled", "--run.overlay_every_n_epochs", "0",
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    fan.unlink()  # inference must rebuild the network without it
+    return run / "checkpoints" / "last.ckpt"

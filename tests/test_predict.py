@@ -1,0 +1,326 @@
+"""aunet-predict on test-made videos and images: CSV contract, tracking, pictures, bad inputs."""
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from checkpoint_factories import IMAGE_SIZE, fit_checkpoint, save_checkpoint, untrained_module
+from skimage.data import astronaut
+
+from aunet.aus import DATASET_AUS
+from aunet.data.crop import DEFAULT_MARGIN, crop_face
+from aunet.data.detect import Detection, FaceBox, LandmarkDetector
+from aunet.inference import (
+    MIN_SIMILARITY,
+    CheckpointError,
+    FaceFinder,
+    Stopwatch,
+    load_predictor,
+)
+from aunet.models import FAN
+from aunet.predict import main, plot_csv
+
+AUS = DATASET_AUS["synthetic"]
+OPENFACE = ["frame", "face_id", "timestamp", "confidence", "success"]
+FPS = 25.0
+FRAMES = 16
+BLANK = (1, 7, 8, 16)  # 1-based; 7 and 8 follow faces, so the tracker has a box to fall back on
+
+
+def astronaut_frame(t: float, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """skimage's astronaut, moved right and scaled up as t goes 0 -> 1 (face 87-113 px)."""
+    scale, dx = 1.0 + 0.3 * t, -40 + 75 * t
+    affine = np.array([[scale, 0, size[0] / 2 + dx - scale * 222], [0, scale, 110 - scale * 126]])
+    return cv2.warpAffine(astronaut(), affine, size, borderValue=(60, 60, 60))
+
+
+def blank_frame(size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    return np.full((size[1], size[0], 3), 30, np.uint8)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames), list(reader)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    frames = [
+        blank_frame() if n in BLANK else astronaut_frame((n - 1) / (FRAMES - 1))
+        for n in range(1, FRAMES + 1)
+    ]
+    return write_video(tmp_path_factory.mktemp("video") / "astronaut.mp4", frames)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return save_checkpoint(untrained_module("reparam"), folder / "reparam.ckpt")
+
+
+@pytest.fixture(scope="module")
+def predicted(video, checkpoint, tmp_path_factory) -> Path:
+    """One run over the video with every output asked for."""
+    out = tmp_path_factory.mktemp("out")
+    main([str(video), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"), "--locations",
+          "--overlay", str(out / "overlay.mp4"), "--plot", str(out / "plot.png"),
+          "--batch-size", "3", "--no-progress"])  # fmt: skip
+    return out
+
+
+def test_video_csv_has_openface_columns_and_one_row_per_frame(predicted):
+    header, rows = read_csv(predicted / "au.csv")
+    locations = [f"{au}_{axis}" for au in AUS for axis in "xy"]
+    assert header == OPENFACE + [f"{au}_r" for au in AUS] + locations  # no input column
+    assert [int(row["frame"]) for row in rows] == list(range(1, FRAMES + 1))
+    assert {row["face_id"] for row in rows} == {"0"}
+    times = [float(row["timestamp"]) for row in rows]
+    np.testing.assert_allclose(times, np.arange(FRAMES) / FPS, atol=5e-4)
+
+
+def test_success_is_0_exactly_on_the_blank_frames(predicted):
+    _, rows = read_csv(predicted / "au.csv")
+    failed = [int(row["frame"]) for row in rows if row["success"] == "0"]
+    assert tuple(failed) == BLANK
+    for row in rows:
+        values = [row[f"{au}_r"] for au in AUS] + [row[f"{au}_x"] for au in AUS]
+        if row["success"] == "0":
+            assert set(values) == {""} and float(row["confidence"]) == 0
+        else:
+            assert "" not in values and float(row["confidence"]) == 1  # all detected
+
+
+def test_intensities_lie_in_0_5_and_locations_in_the_face(predicted):
+    _, rows = read_csv(predicted / "au.csv")
+    faces = [row for row in rows if row["success"] == "1"]
+    intensities = np.array([[float(row[f"{au}_r"]) for au in AUS] for row in faces])
+    assert intensities.min() >= 0 and intensities.max() <= 5
+    assert intensities.std() > 0  # a real model's output, not a constant
+    xs = np.array([[float(row[f"{au}_x"]) for au in AUS] for row in faces])
+    ys = np.array([[float(row[f"{au}_y"]) for au in AUS] for row in faces])
+    assert (xs > 0).all() and (xs < 320).all() and (ys > 0).all() and (ys < 240).all()
+
+
+def test_locations_and_intensities_match_a_hand_made_pipeline(tmp_path, checkpoint):
+    """One image through detector, crop and model by hand; locations mapped back by hand."""
+    image = astronaut_frame(0.5)
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    main([str(path), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"), "--locations",
+          "--no-progress"])  # fmt: skip
+    header, rows = read_csv(tmp_path / "au.csv")
+    assert header[-1] == "input" and rows[0]["input"] == str(path)
+    assert rows[0]["frame"] == "1" and float(rows[0]["timestamp"]) == 0
+    detection = LandmarkDetector().detect(image)
+    crop = crop_face(image, detection.landmarks, IMAGE_SIZE, DEFAULT_MARGIN)
+    result = load_predictor(checkpoint)(crop.image[None])
+    scale, shift = crop.affine[0, 0], crop.affine[:, 2]
+    expected_xy = (result.locations[0] - shift) / scale  # crop = scale * frame + shift
+    np.testing.assert_allclose(
+        [float(rows[0][f"{au}_r"]) for au in AUS], result.intensities[0], atol=5e-4
+    )
+    actual_xy = [[float(rows[0][f"{au}_{axis}"]) for axis in "xy"] for au in AUS]
+    np.testing.assert_allclose(actual_xy, expected_xy, atol=0.05)
+
+
+def test_output_is_deterministic_and_independent_of_the_batch_size(predicted, video, checkpoint):
+    again = predicted / "again.csv"
+    main([str(video), "--ckpt", str(checkpoint), "--out", str(again), "--locations",
+          "--batch-size", "16", "--no-progress"])  # fmt: skip
+    assert again.read_bytes() == (predicted / "au.csv").read_bytes()
+
+
+def test_overlay_video_and_plot_are_written(predicted):
+    capture = cv2.VideoCapture(str(predicted / "overlay.mp4"))
+    shapes = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        shapes.append(image.shape)
+    capture.release()
+    assert len(shapes) == FRAMES and len(set(shapes)) == 1
+    height, width, _ = shapes[0]
+    assert height == 2 * 128 and width > 6 * 128  # two rows of six AU panels beside the frame
+    plot = cv2.imread(str(predicted / "plot.png"))
+    assert plot is not None and plot.std() > 0
+    assert not list(predicted.glob("*partial*"))
+
+
+def test_a_folder_of_images_in_natural_order_with_png_overlays(tmp_path, checkpoint):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    images = {"frame2.png": astronaut_frame(0.2), "frame10.jpg": blank_frame(),
+              "frame9.png": astronaut_frame(0.8)}  # fmt: skip
+    for name, image in images.items():
+        cv2.imwrite(str(folder / name), image[..., ::-1])
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    main([str(folder), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"),
+          "--overlay", str(out / "overlays"), "--plot", str(out / "plot.png"),
+          "--no-progress"])  # fmt: skip
+    header, rows = read_csv(out / "au.csv")
+    assert header == OPENFACE + [f"{au}_r" for au in AUS] + ["input"]
+    assert [Path(row["input"]).name for row in rows] == ["frame2.png", "frame9.png", "frame10.jpg"]
+    assert [row["frame"] for row in rows] == ["1", "2", "3"]
+    assert [row["success"] for row in rows] == ["1", "1", "0"]
+    assert {row["timestamp"] for row in rows} == {"0.000"}
+    pngs = sorted((out / "overlays").glob("*.png"))
+    assert [p.name for p in pngs] == ["000001.png", "000002.png", "000003.png"]
+    assert all(cv2.imread(str(p)) is not None for p in pngs)
+    assert (out / "plot.png").stat().st_size > 0
+
+
+def test_plot_csv_reads_openface_output_too(tmp_path):
+    """OpenFace 2 separates with ", " and has AU.._c columns besides the AU.._r ones."""
+    lines = ["frame, face_id, timestamp, confidence, success, AU01_r, AU12_r, AU01_c"]
+    lines += [f"{n}, 0, {(n - 1) / 30:.3f}, 0.98, 1, {n / 10:.2f}, 1.50, 1" for n in range(1, 6)]
+    (tmp_path / "openface.csv").write_text("\n".join(lines) + "\n")
+    plot_csv(tmp_path / "openface.csv", tmp_path / "plot.png")
+    image = cv2.imread(str(tmp_path / "plot.png"))
+    assert image.shape[:2] == (185, 1000)  # 0.45 + 0.7 inches a row: two AU rows, not three
+
+
+def test_a_fitted_checkpoint_runs_without_its_fan_file(tmp_path, video):
+    """`aunet fit` saves the input size and FAN architecture: nothing else is needed."""
+    checkpoint = fit_checkpoint(tmp_path)
+    hparams = torch.load(checkpoint, weights_only=True)["hyper_parameters"]
+    assert hparams["image_size"] == IMAGE_SIZE and not Path(hparams["fan"]).exists()
+    predictor = load_predictor(checkpoint)
+    assert type(predictor.network) is FAN  # the reparametrisation is folded
+    main([str(video), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"),
+          "--no-progress"])  # fmt: skip
+    _, rows = read_csv(tmp_path / "au.csv")
+    assert len(rows) == FRAMES
+
+
+def test_the_input_size_of_an_older_checkpoint_comes_from_its_run_config(tmp_path):
+    module = untrained_module("scratch", image_size=None)
+    checkpoint = save_checkpoint(module, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="--image-size"):
+        load_predictor(checkpoint)
+    (tmp_path / "run" / "config.yaml").write_text(f"data:\n  image_size: {IMAGE_SIZE}\n")
+    assert load_predictor(checkpoint).image_size == IMAGE_SIZE
+    assert load_predictor(checkpoint, image_size=64).image_size == 64
+
+
+class ScriptedDetector:
+    """Finds the face only where told; otherwise places landmarks in the fallback box as dlib's
+    shape predictor would (here: the landmarks of the face image, whatever the frame shows)."""
+
+    def __init__(self, landmarks: np.ndarray, found: list[bool]) -> None:
+        self.landmarks = landmarks
+        self.found = iter(found)
+        self.box = FaceBox(0, 0, 1, 1)
+
+    def detect(self, image: np.ndarray, fallback: FaceBox | None = None) -> Detection | None:
+        if next(self.found):
+            return Detection(self.landmarks, self.box)
+        if fallback is not None:
+            return Detection(self.landmarks, fallback, from_previous=True)
+        return None
+
+
+def test_the_previous_box_is_kept_only_while_the_face_is_still_there():
+    face = astronaut_frame(0.5)
+    landmarks = LandmarkDetector().detect(face).landmarks
+    blurred = cv2.GaussianBlur(face, (0, 0), 2.0)
+    frames = [face, blurred, blank_frame(), face]
+    detector = ScriptedDetector(landmarks, found=[True, False, False, False])
+    finder = FaceFinder(detector, IMAGE_SIZE, DEFAULT_MARGIN, Stopwatch())
+    results = [finder(frame) for frame in frames]
+    assert results[0].confidence == 1
+    assert MIN_SIMILARITY <= results[1].confidence < 1  # blurred: the same face, old box
+    assert results[2] is None  # blank: refused
+    assert results[3] is None  # the tracker was reset: no box left to fall back on
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda d: d / "missing.mp4", "no such file or folder"),
+        (lambda d: _write(d / "notes.txt", b"hello"), "neither an image"),
+        (lambda d: _write(d / "broken.mp4", b"\x00garbage" * 100), "cannot open this video"),
+        (lambda d: _write(d / "broken.png", b"\x00garbage" * 100), "not a readable image"),
+        (lambda d: _mkdir(d / "empty"), "holds no images"),
+        (lambda d: _empty_video(d / "empty.avi"), "decoded no frame"),
+    ],
+    ids=["missing", "text", "bad-video", "bad-image", "empty-folder", "empty-video"],
+)
+def test_bad_inputs_fail_clearly_and_leave_no_csv(
+    make_input, message, tmp_path, checkpoint, capsys
+):
+    source = make_input(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as error:
+        main([str(source), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"),
+              "--no-progress"])  # fmt: skip
+    assert error.value.code == 2
+    stderr = capsys.readouterr().err
+    assert str(source) in stderr and message in stderr
+    assert not out.exists() or not list(out.iterdir())
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _empty_video(path: Path) -> Path:
+    """A video container that opens and holds no frame (fails only once decoding starts)."""
+    cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48)).release()
+    return path
+
+
+class Payload:
+    """Any class: its pickle is code to run, which aunet must refuse to load."""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"state_dict": {}, "hyper_parameters": {"strategy": "scratch", "x": Payload()}},
+         "weights_only=True"),
+        ({"state_dict": {}, "hyper_parameters": {"fan_config": {}}}, "not an AU model"),
+        ({"weights": torch.zeros(2)}, "no Lightning state_dict"),
+        (b"not a checkpoint", "weights_only=True"),
+    ],
+    ids=["pickled-object", "fan-checkpoint", "bare-tensors", "text"],
+)  # fmt: skip
+def test_bad_checkpoints_are_refused(content, message, tmp_path, video, capsys):
+    path = tmp_path / "model.ckpt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(SystemExit):
+        main([str(video), "--ckpt", str(path), "--out", str(tmp_path / "au.csv"), "--no-progress"])
+    stderr = capsys.readouterr().err
+    assert str(path) in stderr and message in stderr
+    assert not (tmp_path / "au.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(video, checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(video), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"),
+              "--device", "cuda"])  # fmt: skip
+    assert "CUDA requested but torch.cuda.is_available() is False" in capsys.readouterr().err
