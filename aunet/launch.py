@@ -36,6 +36,7 @@ import yaml
 
 from aunet import cv, robustness, tables
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
+from aunet.inference import CheckpointError
 
 EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
@@ -681,7 +682,9 @@ def main(argv: list[str] | None = None) -> None:
                              args.seed, args.every, extra)  # fmt: skip
         else:
             pretrain_fan(args.data, extra)
-    except (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError) as error:
+    except (
+        LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError, CheckpointError
+    ) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -314,13 +314,13 @@ def robustness_curve(
         Per level, :func:`aunet.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``, ``mse_mean``,
         ``frames``) with ``noise_px`` and ``noise_store_px`` added.
     """
-    from aunet.training import AUHeatmapModule
+    from aunet.inference import load_module
 
     if any(level < 0 for level in levels):
         raise ValueError(f"noise levels must be non-negative, got {list(levels)}")
     frames = held_out_frames(Path(checkpoint), every)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = AUHeatmapModule.load_from_checkpoint(checkpoint, map_location="cpu", fan=None)
+    model = load_module(checkpoint)  # weights-only read
     model.to(device).eval()
     side = frames.store.image_size
     curve = []
