@@ -207,6 +207,10 @@ class AUNetCLI(LightningCLI):
         loggers: list[Logger] = [CSVLogger(save_dir=folder, name="csv")]
         if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
             return loggers
+        # wandb keeps its service's address in WANDB_SERVICE, which child processes inherit
+        # (and sbatch passes on): this run would join its parent's service, where a killed
+        # predecessor with the same run id still counts as live and refuses the resume.
+        os.environ.pop("WANDB_SERVICE", None)
         run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(
