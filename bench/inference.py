@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -71,13 +72,13 @@ def network_rate(path: Path, image_size: int, batch: int) -> float:
     return batch / best_time(lambda: predictor(crops), repeats=3)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Measure and record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 frames instead of 300")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     frames = 60 if args.quick else 300
     figures = {}
