@@ -73,11 +73,14 @@ def test_record_appends_a_dated_row_under_its_section(benchmarks_md):
 
 
 def test_runner_runs_one_benchmark_and_records_its_duration(benchmarks_md):
-    seconds = run_benchmarks(["--quick", "--only", "heatmaps"])
+    seconds = run_benchmarks(["--quick", "--only", "heatmaps", "--threads", "1"])
     assert list(seconds) == ["heatmaps"]
     text = benchmarks_md.read_text()
     assert "naive / batched" in text.split("## Heatmap targets")[1]
-    assert "`python -m bench --quick --only heatmaps`" in text.split("## Benchmark runs")[1]
+    assert (
+        "`python -m bench --threads 1 --quick --only heatmaps`"
+        in text.split("## Benchmark runs")[1]
+    )
 
 
 def test_train_step_runs_tiny_and_counts_the_same_flops_both_ways(benchmarks_md):
