@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     frames = args.frames or (240 if args.quick else 960)
     # Per-core figures, as in a DataLoader worker (which runs torch on one thread); two threads
     # here would also make every collate wait for a core that other jobs may hold (see
-    # docs/performance.md).
+    # bench/BENCHMARKS.md, "Heatmap targets").
     torch.set_num_threads(1)
     if frames < 3 * args.batch_size:
         parser.error("--frames must hold at least three batches (start-up batch + two timed)")
