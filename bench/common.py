@@ -45,12 +45,18 @@ def record(section: str, figures: dict[str, str], command: str | None = None) ->
     """Print ``figures`` and append them as a dated row under ``## section`` in BENCHMARKS.md.
 
     The row holds the date, the command that produced it and the machine, so every figure in
-    the file can be traced and re-measured.
+    the file can be traced and re-measured, and torch's thread count and the load average: the
+    machine's cores may be shared with other jobs, which slows wall-clock figures.
     """
     command = command or "python -m " + " ".join(
         [Path(sys.argv[0]).with_suffix("").name, *map(shlex.quote, sys.argv[1:])]
     )
     date = datetime.date.today().isoformat()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg()[:2])
+    figures = {
+        **figures,
+        "torch threads; load average 1, 5 min": f"{torch.get_num_threads()}; {load}",
+    }
     values = "; ".join(f"{key}: {value}" for key, value in figures.items())
     for key, value in figures.items():
         print(f"{key:>40}: {value}")

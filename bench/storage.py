@@ -17,8 +17,8 @@ The crops are 256 x 256 face crops of ``skimage.data.astronaut()`` with the defa
 jittered like tracked video frames (shift, scale, gain) and with sensor noise, so that their
 detail, and hence JPEG's size and decode time, is that of real face crops.
 
-Run: ``python -m bench.storage [--frames 1000]``; the figures go to ``bench/BENCHMARKS.md``
-("Storage") and ``bench/results/storage.json``.
+Run: ``python -m bench.storage [--frames 1000]`` (``--quick``: 200 frames, 2 passes); the
+figures go to ``bench/BENCHMARKS.md`` ("Storage") and ``bench/results/storage.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -145,11 +146,14 @@ def augmentation_ms(crops: np.ndarray, repeats: int) -> float:
     return 1e3 * best / len(crops)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Measure every encoding, print and record the figures (BENCHMARKS.md, results JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="200 frames, 2 passes; the results JSON is left alone"
+    )
+    parser.add_argument("--frames", type=int, help="default 1000 (200 with --quick)")
+    parser.add_argument("--repeats", type=int, help="default 5 (2 with --quick)")
     parser.add_argument(
         "--disk-mib-s",
         type=float,
@@ -158,7 +162,9 @@ def main() -> None:
         "(default: a SATA laptop SSD, %(default)s MiB/s)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.frames = args.frames or (200 if args.quick else 1000)
+    args.repeats = args.repeats or (2 if args.quick else 5)
     cv2.setNumThreads(1)  # per-core figures: a DataLoader worker decodes on one core
     crops = face_crops(args.frames)
     with tempfile.TemporaryDirectory() as folder:
@@ -171,14 +177,15 @@ def main() -> None:
         f"--disk-mib-s {args.disk_mib_s:g}"
     )
     augment = augmentation_ms(crops[:300], args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "command": command,
-        "machine": machine(),
-        "results": results,
-        "train_augmentation_ms_per_frame": round(augment, 3),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if not args.quick:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "command": command,
+            "machine": machine(),
+            "results": results,
+            "train_augmentation_ms_per_frame": round(augment, 3),
+        }
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     for (_, quality), result in zip(ENCODINGS, results, strict=True):
         record(
             "Storage",

@@ -12,6 +12,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from aunet.data.synthetic import generate, write_store
@@ -24,11 +25,11 @@ def frames_per_second(size: int, frames: int) -> float:
     return frames / seconds
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Measure and record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames (noisier figures)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     frames = 100 if args.quick else 400
     figures = {
         f"{size} px, 1 process": f"{frames_per_second(size, frames):.0f} frames/s"
