@@ -683,7 +683,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             pretrain_fan(args.data, extra)
     except (
-        LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError, CheckpointError
+        LaunchError,
+        cv.CVError,
+        tables.TableError,
+        robustness.RobustnessError,
+        CheckpointError,
     ) as error:
         raise SystemExit(f"error: {error}") from None
 
