@@ -55,7 +55,8 @@ def record(section: str, figures: dict[str, str], command: str | None = None) ->
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg()[:2])
     figures = {
         **figures,
-        "torch threads; load average 1, 5 min": f"{torch.get_num_threads()}; {load}",
+        "torch threads": str(torch.get_num_threads()),
+        "load average (1, 5 min)": load,
     }
     values = "; ".join(f"{key}: {value}" for key, value in figures.items())
     for key, value in figures.items():
