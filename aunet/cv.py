@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ import yaml
 
 from aunet.metrics import icc, mse
 from aunet.training.callbacks import write_json_atomically
+
+if TYPE_CHECKING:
+    from aunet.data.datamodule import AUDataModule
 
 CV_ROOT = Path("runs/cv")
 Checkpoint = Literal["last", "best"]
@@ -327,6 +330,28 @@ def checkpoint_file(run_dir: Path, checkpoint: Checkpoint) -> Path:
     return found[-1]
 
 
+def run_data(run_dir: Path) -> AUDataModule:
+    """The DataModule of a run folder's held-out frames: its ``config.yaml``'s store and fold.
+
+    Raises:
+        CVError: naming the file, when the config is missing or lacks the data settings.
+    """
+    from aunet.data.datamodule import AUDataModule
+
+    config_path = Path(run_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(config_path.read_text())["data"]
+        return AUDataModule(
+            path=config["path"],
+            fold=config["fold"],
+            batch_size=config["batch_size"],
+            num_workers=config["num_workers"],
+            image_size=config["image_size"],
+        )
+    except (OSError, KeyError, TypeError) as error:
+        raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None
+
+
 @torch.inference_mode()
 def predict_run(
     run_dir: str | os.PathLike,
@@ -348,23 +373,11 @@ def predict_run(
     Returns:
         Every held-out frame (the fold's subjects, or the test partition) once, in store order.
     """
-    # Imported here: every launcher command imports this module; only predicting needs these.
-    from aunet.data.datamodule import AUDataModule
+    # Imported here: every launcher command imports this module; only predicting needs it.
     from aunet.inference import CheckpointError, load_module
 
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    try:
-        data_config = yaml.safe_load(config_path.read_text())["data"]
-        data = AUDataModule(
-            path=data_config["path"],
-            fold=data_config["fold"],
-            batch_size=data_config["batch_size"],
-            num_workers=data_config["num_workers"],
-            image_size=data_config["image_size"],
-        )
-    except (OSError, KeyError, TypeError) as error:
-        raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None
+    data = run_data(run_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         model = load_module(checkpoint_file(run_dir, checkpoint))  # weights-only read

@@ -47,7 +47,6 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from aunet import cv
@@ -241,22 +240,11 @@ def held_out_frames(checkpoint: Path, every: int = 1) -> HeldOut:
     Raises:
         RobustnessError: naming the file, when the run folder has no usable ``config.yaml``.
     """
-    from aunet.data.datamodule import AUDataModule
-
-    config_path = checkpoint.parent.parent / "config.yaml"
     try:
-        config = yaml.safe_load(config_path.read_text())["data"]
-        data = AUDataModule(
-            path=config["path"],
-            fold=config["fold"],
-            batch_size=config["batch_size"],
-            num_workers=config["num_workers"],
-            image_size=config["image_size"],
-        )
-    except (OSError, KeyError, TypeError) as error:
+        data = cv.run_data(checkpoint.parent.parent)
+    except cv.CVError as error:
         raise RobustnessError(
-            f"{config_path}: cannot rebuild the run's data ({error!r}); --ckpt must be "
-            "<run folder>/checkpoints/<name>.ckpt of an `aunet fit` run"
+            f"{error}; --ckpt must be <run folder>/checkpoints/<name>.ckpt of an `aunet fit` run"
         ) from None
     columns = data.held_out_rows()
     rows = {name: np.asarray(values)[::every] for name, values in columns.items()}

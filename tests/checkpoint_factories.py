@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from factories import write_store
 
 from aunet.aus import DATASET_AUS
@@ -56,6 +57,26 @@ def save_checkpoint(module: AUHeatmapModule, path: Path) -> Path:
         path,
     )
     return path
+
+
+def untrained_run(folder: Path, fold: int, batch_size: int) -> tuple[Path, AUHeatmapModule, dict]:
+    """A run folder as ``aunet fit`` leaves it, holding an untrained ``adapt`` model.
+
+    A 32 px DISFA store of every DISFA subject (2 frames each), ``last.ckpt`` and a
+    ``config.yaml`` whose data section holds out ``fold``.
+
+    Returns:
+        The run folder, the module saved in it and the data section of its config.
+    """
+    store = write_store(folder / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), folder / "fan.pt")
+    module = AUHeatmapModule("adapt", au_names=DATASET_AUS["disfa"], fan=str(folder / "fan.pt"))
+    run = folder / "run"
+    save_checkpoint(module, run / "checkpoints" / "last.ckpt")
+    data = {"path": str(store), "fold": fold, "batch_size": batch_size, "num_workers": 0,
+            "image_size": 32}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": data}))
+    return run, module, data
 
 
 def fit_checkpoint(folder: Path, experiment: str = "reparam") -> Path:

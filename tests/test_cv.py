@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from checkpoint_factories import TINY_FAN, untrained_run
 from factories import write_store
 
 from aunet import cv
@@ -21,12 +21,10 @@ from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import plan_cross_validation
 from aunet.metrics import icc, mse
-from aunet.models import FAN, FANConfig, save_fan
-from aunet.training import AUHeatmapModule
+from aunet.models import FAN, save_fan
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")
-TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 
 
 def fold_predictions(fold: int, frames: int, rng: np.random.Generator) -> cv.Predictions:
@@ -202,19 +200,8 @@ def test_plan_load_names_a_bad_file(tmp_path):
 
 def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path):
     """Against the module applied directly to the fold's held-out frames."""
-    store = write_store(tmp_path / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
-    module = AUHeatmapModule("adapt", au_names=DATASET_AUS["disfa"], fan=str(tmp_path / "fan.pt"))
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-         "pytorch-lightning_version": "2.6.0"},
-        run / "checkpoints" / "last.ckpt",
-    )  # fmt: skip
-    data_config = {"path": str(store), "fold": 2, "batch_size": 5, "num_workers": 0,
-                   "image_size": 32}  # fmt: skip
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": data_config}))
+    run, module, data_config = untrained_run(tmp_path, fold=2, batch_size=5)
+    store = data_config["path"]
     (tmp_path / "fan.pt").unlink()  # the checkpoint alone rebuilds the model
     predictions = cv.predict_run(run, "last", device="cpu")
 

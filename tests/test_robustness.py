@@ -8,20 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import yaml
+from checkpoint_factories import TINY_FAN, untrained_run
 from factories import draw_face, face_landmarks, write_store
 
 from aunet import cv, robustness
-from aunet.aus import DATASET_AUS
 from aunet.data.crop import transform_points
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
-from aunet.models import FAN, FANConfig, save_fan
-from aunet.training import AUHeatmapModule
+from aunet.models import FAN, save_fan
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 
 
 def test_box_noise_shifts_the_crop_by_the_noise_scaled_to_the_stores_side():
@@ -78,19 +74,7 @@ def test_unknown_anchors_fall_back_and_noise_is_per_frame_and_reproducible(tmp_p
 
 def tiny_run(tmp_path: Path) -> Path:
     """A run folder with an untrained adapt model over a tiny FAN, and its config."""
-    store = write_store(tmp_path / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
-    module = AUHeatmapModule("adapt", au_names=DATASET_AUS["disfa"], fan=str(tmp_path / "fan.pt"))
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-         "pytorch-lightning_version": "2.6.0"},
-        run / "checkpoints" / "last.ckpt",
-    )  # fmt: skip
-    data = {"path": str(store), "fold": 3, "batch_size": 4, "num_workers": 0, "image_size": 32}
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": data}))
-    return run
+    return untrained_run(tmp_path, fold=3, batch_size=4)[0]
 
 
 def test_zero_noise_is_the_plain_evaluation_and_noise_changes_it(tmp_path):
