@@ -6,6 +6,9 @@ Shared by the inference and export tests (``from checkpoint_factories import ...
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,7 +22,8 @@ from aunet.data.folds import DISFA_SUBJECTS
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.training import AUHeatmapModule
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 IMAGE_SIZE = 32
 
@@ -99,3 +103,27 @@ def fit_checkpoint(folder: Path, experiment: str = "reparam") -> Path:
     ])  # fmt: skip
     fan.unlink()  # inference must rebuild the network without it
     return run / "checkpoints" / "last.ckpt"
+
+
+def tiny_disfa_project(folder: Path) -> Path:
+    """``folder`` as a project for make targets: ``experiments/`` linked, a 32 px DISFA store.
+
+    Returns:
+        A tiny FAN file in ``folder``.
+    """
+    (folder / "experiments").symlink_to(EXPERIMENTS)
+    write_store(folder / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    save_fan(FAN(TINY_FAN), folder / "fan.pt")
+    return folder / "fan.pt"
+
+
+def make_command(target: str, *variables: str) -> list[str]:
+    """``make <target> VAR=...`` of the repository's Makefile, run by this Python, no install."""
+    return ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", target,
+            *variables, f"PY={sys.executable}"]  # fmt: skip
+
+
+def run_make(folder: Path, command: list[str], **environment: str) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``folder`` with the repository importable and ``environment`` set."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **environment}
+    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True)

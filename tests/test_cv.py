@@ -4,15 +4,12 @@ import csv
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from checkpoint_factories import TINY_FAN, untrained_run
-from factories import write_store
+from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 
 from aunet import cv
 from aunet.aus import DATASET_AUS
@@ -21,7 +18,6 @@ from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import plan_cross_validation
 from aunet.metrics import icc, mse
-from aunet.models import FAN, save_fan
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")
@@ -222,18 +218,13 @@ def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path)
 @pytest.mark.slow
 def test_make_cv_locally_end_to_end_and_a_rerun_only_does_what_is_missing(tmp_path):
     """`make cv` on a tiny DISFA store: three folds, the report, W&B; then a re-run."""
-    (tmp_path / "experiments").symlink_to(REPO / "experiments")
-    write_store(tmp_path / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    fan = tiny_disfa_project(tmp_path)
     args = (
         "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
         "--trainer.enable_progress_bar false --run.wandb offline"
     )
-    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "cv",
-               "EXP=adapt", "DATA=disfa", f"PY={sys.executable}", f"FAN={tmp_path / 'fan.pt'}",
-               f"ARGS={args}"]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
-    first = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    command = make_command("cv", "EXP=adapt", "DATA=disfa", f"FAN={fan}", f"ARGS={args}")
+    first = run_make(tmp_path, command, WANDB_MODE="offline")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     folder = tmp_path / "runs" / "cv" / "adapt-disfa"
     report = json.loads((folder / "report.json").read_text())
@@ -249,7 +240,7 @@ def test_make_cv_locally_end_to_end_and_a_rerun_only_does_what_is_missing(tmp_pa
     checkpoints = [Path(tmp_path, t.run_dir, "checkpoints", "last.ckpt") for t in plan.tasks]
     stamps = [path.stat().st_mtime for path in checkpoints]
 
-    second = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    second = run_make(tmp_path, command, WANDB_MODE="offline")
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("has finished; not training it again") == 3
     assert [path.stat().st_mtime for path in checkpoints] == stamps

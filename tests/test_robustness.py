@@ -1,21 +1,17 @@
 """make robustness: the crop perturbation, zero noise = the plain evaluation, the study's files."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoint_factories import TINY_FAN, untrained_run
+from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from factories import draw_face, face_landmarks, write_store
 
 from aunet import cv, robustness
 from aunet.data.crop import transform_points
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
-from aunet.models import FAN, save_fan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,17 +122,12 @@ def test_a_checkpoint_outside_a_run_folder_is_refused_naming_the_file(tmp_path):
 
 @pytest.mark.slow
 def test_make_robustness_trains_a_run_first_when_there_is_none(tmp_path):
-    (tmp_path / "experiments").symlink_to(REPO / "experiments")
-    write_store(tmp_path / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    save_fan(FAN(TINY_FAN), tmp_path / "fan.pt")
+    fan = tiny_disfa_project(tmp_path)
     args = (
         "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
-        f"--trainer.enable_progress_bar false --run.wandb disabled --model.fan {tmp_path}/fan.pt"
+        f"--trainer.enable_progress_bar false --run.wandb disabled --model.fan {fan}"
     )
-    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "robustness",
-               "EXP=adapt", "DATA=disfa", f"PY={sys.executable}", f"ARGS={args}"]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    done = run_make(tmp_path, make_command("robustness", "EXP=adapt", "DATA=disfa", f"ARGS={args}"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "training one first" in done.stdout
     (run,) = (tmp_path / "runs" / "adapt" / "disfa" / "fold1").iterdir()

@@ -2,19 +2,14 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import write_store
+from checkpoint_factories import make_command, run_make, tiny_disfa_project
 
 from aunet import cv, launch, tables
 from aunet.aus import DATASET_AUS
-from aunet.data.folds import DISFA_SUBJECTS
-from aunet.models import FAN, FANConfig, save_fan
 from aunet.paper_results import AVERAGE, PAPER_TABLE_5, PAPER_TABLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,19 +236,13 @@ def test_table_is_logged_to_wandb_offline(reports):
 @pytest.mark.slow
 def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
     """`make table` on a tiny DISFA store with two experiments, then once more."""
-    (tmp_path / "experiments").symlink_to(REPO / "experiments")
-    write_store(tmp_path / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
-    tiny = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
-    save_fan(FAN(tiny), tmp_path / "fan.pt")
+    fan = tiny_disfa_project(tmp_path)
     args = (
         "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
-        f"--trainer.enable_progress_bar false --run.wandb offline --model.fan {tmp_path}/fan.pt"
+        f"--trainer.enable_progress_bar false --run.wandb offline --model.fan {fan}"
     )
-    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "table",
-               "DATA=disfa", "EXPS=scratch reparam", f"PY={sys.executable}",
-               f"ARGS={args}"]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
-    first = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    command = make_command("table", "DATA=disfa", "EXPS=scratch reparam", f"ARGS={args}")
+    first = run_make(tmp_path, command, WANDB_MODE="offline")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     folder = tmp_path / "runs" / "tables" / "disfa"
     markdown = (folder / "table.md").read_text()
@@ -266,7 +255,7 @@ def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
     runs = sorted(tmp_path.glob("runs/*/disfa/fold*/*/checkpoints/last.ckpt"))
     assert len(runs) == 6  # two experiments x three folds
     stamps = [path.stat().st_mtime for path in runs]
-    second = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    second = run_make(tmp_path, command, WANDB_MODE="offline")
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("exists; not running it again") == 2
     assert sorted(tmp_path.glob("runs/*/disfa/fold*/*/checkpoints/last.ckpt")) == runs
