@@ -108,6 +108,42 @@ def wandb_run_id(folder: Path) -> str:
     return id_file.read_text().strip()
 
 
+def wandb_disabled(mode: WandbMode) -> bool:
+    """Whether nothing goes to W&B: ``run.wandb disabled`` or ``WANDB_MODE=disabled``."""
+    return mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled"
+
+
+def own_wandb_service() -> None:
+    """Make the next W&B run of this process start its own wandb-core service.
+
+    wandb keeps its service's address in ``WANDB_SERVICE``, which child processes inherit (and
+    sbatch passes on): a run would join its parent's service, where a killed predecessor with
+    the same run id still counts as live and refuses the resume.
+    """
+    os.environ.pop("WANDB_SERVICE", None)
+
+
+def start_summary_run(folder: Path, mode: WandbMode, project: str, **settings: Any) -> Any:
+    """A W&B run kept in ``folder`` (its id in ``folder/wandb_id``), or None when disabled.
+
+    For the runs that summarise others (cross-validation reports, tables): re-making one
+    updates the same W&B run. ``settings`` go to ``wandb.init`` (group, name, tags, ...).
+    """
+    if wandb_disabled(mode):
+        return None
+    import wandb
+
+    own_wandb_service()
+    return wandb.init(
+        project=project,
+        dir=str(folder),
+        id=wandb_run_id(folder),
+        resume="allow",
+        mode="offline" if wandb_offline(mode) else "online",
+        **settings,
+    )
+
+
 class LogConfigToLoggers(SaveConfigCallback):
     """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config.
 
@@ -205,12 +241,9 @@ class AUNetCLI(LightningCLI):
         # A new csv/version_<n>/ per (re)start: Lightning's CSV logger deletes an existing
         # metrics.csv in its folder, which would erase a resumed run's history.
         loggers: list[Logger] = [CSVLogger(save_dir=folder, name="csv")]
-        if settings.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
+        if wandb_disabled(settings.wandb):
             return loggers
-        # wandb keeps its service's address in WANDB_SERVICE, which child processes inherit
-        # (and sbatch passes on): this run would join its parent's service, where a killed
-        # predecessor with the same run id still counts as live and refuses the resume.
-        os.environ.pop("WANDB_SERVICE", None)
+        own_wandb_service()
         run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(

@@ -608,25 +608,23 @@ def log_report_to_wandb(
     Returns:
         The W&B run's directory, or None when disabled.
     """
-    if mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled":
-        return None
-    import wandb
-
-    from aunet.cli import wandb_offline, wandb_run_id
+    from aunet.cli import start_summary_run
 
     group = f"{plan.experiment}-{plan.dataset}"
-    run = wandb.init(
-        project=project,
+    run = start_summary_run(
+        plan.folder,
+        mode,
+        project,
         group=group,
         name=f"{group}-cv",
         job_type="cv-report",
         tags=[plan.experiment, plan.dataset, "cv"],
-        dir=str(plan.folder),
-        id=wandb_run_id(plan.folder),
-        resume="allow",
-        mode="offline" if wandb_offline(mode) else "online",
         config={"plan": dataclasses.asdict(plan)},
     )
+    if run is None:
+        return None
+    import wandb
+
     rows = [[au, report["icc"][au], report["mse"][au]] for au in report["icc"]]
     run.log(
         {

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -498,24 +497,22 @@ def log_table_to_wandb(
     Returns:
         The W&B run's directory, or None when disabled.
     """
-    if mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled":
-        return None
-    import wandb
-
-    from aunet.cli import wandb_offline, wandb_run_id
+    from aunet.cli import start_summary_run
 
     name = f"table-{dataset}"
-    run = wandb.init(
-        project=project,
+    run = start_summary_run(
+        files.folder,
+        mode,
+        project,
         group=name,
         name=name,
         job_type="table",
         tags=[dataset, "table"],
-        dir=str(files.folder),
-        id=wandb_run_id(files.folder),
-        resume="allow",
-        mode="offline" if wandb_offline(mode) else "online",
     )
+    if run is None:
+        return None
+    import wandb
+
     columns = list(files.rows[0])
     data = [[row[c] for c in columns] for row in files.rows]
     run.log(
