@@ -42,6 +42,7 @@ from torch import nn
 
 from aunet.data.crop import FaceCrop, crop_face
 from aunet.data.detect import FaceTracker, LandmarkDetector
+from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
 from aunet.training.au_module import AUHeatmapModule
@@ -128,11 +129,10 @@ def read_image(path: Path) -> np.ndarray:
     Raises:
         InputError: if it cannot be decoded.
     """
-    data = np.fromfile(path, dtype=np.uint8)  # imread fails on some non-ASCII paths
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
+    image = decode_rgb(np.fromfile(path, dtype=np.uint8))  # imread fails on non-ASCII paths
+    if image is None:
         raise InputError(f"{path}: OpenCV cannot decode this image (damaged or unsupported)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def _natural_key(path: Path) -> list[int | str]:

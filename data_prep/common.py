@@ -59,6 +59,7 @@ from aunet.data.store import (
     FrameStore,
     FrameStoreWriter,
     StoreError,
+    decode_rgb,
     merge_stores,
 )
 from aunet.data.video import VideoError
@@ -271,10 +272,10 @@ def decode_image(data: bytes, name: str | os.PathLike) -> np.ndarray:
     Raises:
         ConversionError: naming ``name``, if OpenCV cannot decode them.
     """
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    image = decode_rgb(data)
+    if image is None:
         raise ConversionError(f"{name}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def read_image(path: Path) -> np.ndarray:

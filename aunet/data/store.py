@@ -72,13 +72,24 @@ def encode_jpeg(image: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY) -> np.nd
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
-def decode_jpeg(data: np.ndarray) -> np.ndarray:
-    """Decode JPEG bytes to an RGB uint8 image."""
-    buffer = np.asarray(data, dtype=np.uint8)
+def decode_rgb(data: np.ndarray | bytes) -> np.ndarray | None:
+    """Decode image file bytes (JPEG, PNG, ...) to RGB uint8; None if OpenCV cannot."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    buffer = np.asarray(buffer, dtype=np.uint8)
+    if not buffer.size:
+        return None
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
+    if image is None or _IMREAD_RGB is not None:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_jpeg(data: np.ndarray) -> np.ndarray:
+    """Decode stored JPEG bytes to an RGB uint8 image."""
+    image = decode_rgb(data)
     if image is None:
         raise StoreError("stored image bytes are not a decodable JPEG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if _IMREAD_RGB is None else image
+    return image
 
 
 class FrameStoreWriter:
