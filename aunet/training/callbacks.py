@@ -178,15 +178,15 @@ class StopOnNonFiniteLoss(Callback):
 
     def __init__(self) -> None:
         self._batch_idx = -1
-        self._rows: list[int] = []
+        self._rows: torch.Tensor | None = None
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         """Remember which batch (and which store rows) the step trains on."""
         self._batch_idx = batch_idx
-        rows = batch.get("index") if isinstance(batch, dict) else None
-        self._rows = [] if rows is None else [int(row) for row in rows]
+        # The tensor, not a list: reading it would copy it from the device on every step.
+        self._rows = batch.get("index") if isinstance(batch, dict) else None
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
@@ -200,8 +200,9 @@ class StopOnNonFiniteLoss(Callback):
             if not finite
             else "finite here but not on another process"
         )
-        shown = ", ".join(map(str, self._rows[:8])) + (", ..." if len(self._rows) > 8 else "")
-        rows = f"; store rows {shown}" if self._rows else ""
+        store_rows = [] if self._rows is None else [int(row) for row in self._rows]
+        shown = ", ".join(map(str, store_rows[:8])) + (", ..." if len(store_rows) > 8 else "")
+        rows = f"; store rows {shown}" if store_rows else ""
         raise FloatingPointError(
             f"train/loss is {value} at global step {trainer.global_step} (epoch "
             f"{trainer.current_epoch}, batch {self._batch_idx}{rows}); training stopped before "
