@@ -231,6 +231,25 @@ class Predictions:
         )
 
     @classmethod
+    def of_held_out(
+        cls,
+        au_names: Sequence[str],
+        rows: dict[str, np.ndarray],
+        true: np.ndarray,
+        pred: np.ndarray,
+    ) -> Predictions:
+        """The predictions of a run's held-out rows (``AUDataModule.held_out_rows()``)."""
+        held = rows["fold"] if "fold" in rows else rows["partition"]
+        return cls(
+            tuple(au_names),
+            np.asarray(rows["subject"], dtype=object),
+            np.asarray(rows["frame"], dtype=np.int64),
+            np.asarray([str(value) for value in held], dtype=object),
+            true,
+            pred,
+        )
+
+    @classmethod
     def concatenate(cls, parts: Sequence[Predictions]) -> Predictions:
         """Rows of every part, in order.
 
@@ -330,6 +349,20 @@ def checkpoint_file(run_dir: Path, checkpoint: Checkpoint) -> Path:
     return found[-1]
 
 
+def require_same_aus(
+    model_aus: Sequence[str], data_aus: Sequence[str], checkpoint: Any, store: Any
+) -> None:
+    """Refuse to score a checkpoint on a store of other AUs (or another AU order).
+
+    Raises:
+        CVError: naming the checkpoint (or its run) and the store.
+    """
+    if tuple(model_aus) != tuple(data_aus):
+        raise CVError(
+            f"{checkpoint}: the checkpoint predicts {model_aus} but {store} holds {data_aus}"
+        )
+
+
 def run_data(run_dir: Path) -> AUDataModule:
     """The DataModule of a run folder's held-out frames: its ``config.yaml``'s store and fold.
 
@@ -383,11 +416,7 @@ def predict_run(
         model = load_module(checkpoint_file(run_dir, checkpoint))  # weights-only read
     except CheckpointError as error:
         raise CVError(str(error)) from None
-    if tuple(model.au_names) != tuple(data.au_names):
-        raise CVError(
-            f"{run_dir}: the checkpoint predicts {model.au_names} but {data.path} holds "
-            f"{data.au_names}"
-        )
+    require_same_aus(model.au_names, data.au_names, run_dir, data.path)
     model.to(device).eval()
     indices, preds, truth = [], [], []
     for batch_idx, batch in enumerate(data.predict_dataloader()):
@@ -400,14 +429,8 @@ def predict_run(
     index = np.concatenate(indices)
     if not np.array_equal(index, held_out["index"]):
         raise CVError(f"{run_dir}: the predict loader did not cover the held-out rows once")
-    fold = held_out["fold"] if "fold" in held_out else held_out["partition"]
-    return Predictions(
-        tuple(data.au_names),
-        np.asarray(held_out["subject"], dtype=object),
-        np.asarray(held_out["frame"], dtype=np.int64),
-        np.asarray([str(value) for value in fold], dtype=object),
-        np.concatenate(truth),
-        np.concatenate(preds),
+    return Predictions.of_held_out(
+        data.au_names, held_out, np.concatenate(truth), np.concatenate(preds)
     )
 
 

@@ -148,6 +148,20 @@ def perturb_crop(
     return pixels, transform_points(landmarks, affine).astype(np.float32)
 
 
+def store_fallback_anchors(store: FrameStore) -> np.ndarray:
+    """The median anchors (3 x 2) of the store's frames that have them, for those without.
+
+    Raises:
+        RobustnessError: naming the store, when no frame has the anchor landmarks.
+    """
+    anchors = store.read_all("landmarks")[:, list(ANCHORS)]
+    known = np.isfinite(anchors).all(axis=(1, 2))
+    if not known.any():
+        raise RobustnessError(f"{store.path}: no frame has the anchor landmarks")
+    store.close()  # DataLoader workers fork: each opens its own handle
+    return np.median(anchors[known], axis=0)
+
+
 class PerturbedFrames(Dataset):
     """Store rows as evaluation samples, each crop perturbed at one noise level.
 
@@ -161,6 +175,8 @@ class PerturbedFrames(Dataset):
         noise_px: noise standard deviation, pixels at 256 x 256.
         mode: ``landmarks`` or ``box``.
         seed: the noise seed.
+        fallback_anchors: :func:`store_fallback_anchors` of ``store`` when already known (a
+            study builds one dataset per level); read from the store when needed and not given.
     """
 
     def __init__(
@@ -171,6 +187,7 @@ class PerturbedFrames(Dataset):
         noise_px: float,
         mode: NoiseMode,
         seed: int,
+        fallback_anchors: np.ndarray | None = None,
     ) -> None:
         self.frames = FrameDataset(store, rows)
         self.resize = Resize(image_size)
@@ -179,12 +196,9 @@ class PerturbedFrames(Dataset):
         self.seed = seed
         self.fallback_anchors = None
         if mode == "landmarks" and noise_px > 0:
-            anchors = store.read_all("landmarks")[:, list(ANCHORS)]
-            known = np.isfinite(anchors).all(axis=(1, 2))
-            if not known.any():
-                raise RobustnessError(f"{store.path}: no frame has the anchor landmarks")
-            self.fallback_anchors = np.median(anchors[known], axis=0)
-            store.close()  # DataLoader workers fork: each opens its own handle
+            self.fallback_anchors = (
+                store_fallback_anchors(store) if fallback_anchors is None else fallback_anchors
+            )
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -261,11 +275,13 @@ def predict_perturbed(
     mode: NoiseMode,
     seed: int,
     device: torch.device,
+    fallback_anchors: np.ndarray | None = None,
 ) -> cv.Predictions:
     """Predict every held-out frame with its crop perturbed at ``noise_px``."""
     dataset = PerturbedFrames(
-        frames.store, frames.rows["index"], frames.image_size, noise_px, mode, seed
-    )
+        frames.store, frames.rows["index"], frames.image_size, noise_px, mode, seed,
+        fallback_anchors,
+    )  # fmt: skip
     loader = DataLoader(
         dataset,
         batch_size=frames.batch_size,
@@ -277,14 +293,8 @@ def predict_perturbed(
         intensities, _ = model.predict_intensities(batch["image"].to(device))
         predicted.append(intensities.double().cpu().numpy())
         true.append(batch["au"].double().numpy())
-    held = frames.rows.get("fold", frames.rows.get("partition"))
-    return cv.Predictions(
-        frames.au_names,
-        np.asarray(frames.rows["subject"], dtype=object),
-        np.asarray(frames.rows["frame"], dtype=np.int64),
-        np.asarray([str(value) for value in held], dtype=object),
-        np.concatenate(true),
-        np.concatenate(predicted),
+    return cv.Predictions.of_held_out(
+        frames.au_names, frames.rows, np.concatenate(true), np.concatenate(predicted)
     )
 
 
@@ -309,11 +319,17 @@ def robustness_curve(
     frames = held_out_frames(Path(checkpoint), every)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_module(checkpoint)  # weights-only read
+    cv.require_same_aus(model.au_names, frames.au_names, checkpoint, frames.store.path)
     model.to(device).eval()
+    anchors = (
+        store_fallback_anchors(frames.store)
+        if mode == "landmarks" and any(level > 0 for level in levels)
+        else None
+    )
     side = frames.store.image_size
     curve = []
     for level in levels:
-        predictions = predict_perturbed(model, frames, level, mode, seed, device)
+        predictions = predict_perturbed(model, frames, level, mode, seed, device, anchors)
         result = cv.score(predictions)
         result.update(noise_px=float(level), noise_store_px=level * side / REFERENCE_SIDE)
         print(
