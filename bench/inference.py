@@ -5,10 +5,11 @@ A test-made video (``skimage.data.astronaut()`` moving and growing over a grey b
 batch 64 with two models of random weights (speed does not depend on the weights): the synthetic
 demo's (``reparam`` over the light FAN, folded, 64 x 64 input) and the paper's size (the same at
 256 x 256). Reported: frames/s (wall clock), seconds per stage (decode, detect, crop, forward,
-write), CPU time, and the network alone (forward frames/s of batches of ``--batch-size`` crops,
-best of 3), at 256 px against Table 5's 0.016 s/image for reparametrisation.
+write), CPU time, and "network alone": :class:`aunet.inference.AUPredictor` on batches of
+``--batch-size`` ready crops (uint8 to float, the folded network, reading intensities off the
+maps; best of 3), at 256 px against Table 5's 0.016 s/image for reparametrisation.
 
-Run ``python -m bench.inference`` (``--quick``: 60 frames); figures go to
+Run ``python -m bench.inference`` (``--quick``: 60 frames; ``--frames N``); figures go to
 ``bench/BENCHMARKS.md`` under "Inference".
 """
 
@@ -80,11 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Measure and record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 frames instead of 1,500")
+    parser.add_argument("--frames", type=int, help="video length (default 1,500; --quick 60)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    frames = 60 if args.quick else 1500
+    frames = args.frames or (60 if args.quick else 1500)
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         video = write_video(Path(folder) / "video.mp4", frames)
@@ -107,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{1 / rate / PAPER_REPARAM_SECONDS:.1f}x the paper's "
                     f"{PAPER_REPARAM_SECONDS} s/image (its GPU)"
                 )
-    command = f"python -m bench.inference --threads {args.threads}" + " --quick" * args.quick
+    # Every setting in the command, so that each row can be re-run as it was measured.
+    command = (
+        f"python -m bench.inference --threads {args.threads} --frames {frames} "
+        f"--batch-size {args.batch_size}"
+    )
     record("Inference", figures, command=command)
 
 

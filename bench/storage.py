@@ -80,8 +80,9 @@ def measure(
 ) -> dict:
     """Write ``crops`` in one encoding, read them back, and return the figures.
 
-    Speeds are frames per CPU second of this process (``time.process_time``), the best of
-    ``repeats`` passes: per-core figures that other jobs on a shared machine disturb little.
+    Read speeds are frames per CPU second of this process (``time.process_time``), the best of
+    ``repeats`` passes: per-core figures that other jobs on a shared machine disturb little. The
+    write speed is wall-clock (one pass, the file's I/O included).
     """
     path = folder / f"{encoding}{quality or ''}.h5"
     start = time.perf_counter()
