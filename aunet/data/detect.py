@@ -45,11 +45,6 @@ class FaceBox(NamedTuple):
     right: int
     bottom: int
 
-    @property
-    def area(self) -> int:
-        """Area in pixels (0 for an empty box)."""
-        return max(self.right - self.left, 0) * max(self.bottom - self.top, 0)
-
 
 class Detection(NamedTuple):
     """68 x 2 float32 landmarks (x, y, source pixels) and the face box they were placed in.
