@@ -84,6 +84,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
         Path(temporary).unlink(missing_ok=True)
 
 
+def pyplot() -> Any:
+    """The pyplot module on matplotlib's file-only Agg backend (no display on cluster nodes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, path: Path, title: str) -> Path:
+    """Give ``figure`` its title, write it to ``path`` as PNG (atomically) and close it."""
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
+    pyplot().close(figure)
+    return path
+
+
 # --------------------------------------------------------------------------------------------
 # The plan
 
@@ -536,11 +556,7 @@ def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
 
 def plot_per_au(path: Path, report: dict[str, Any], title: str) -> Path:
     """Bar charts of ICC and MSE per AU (undefined values left out), with their means. Atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on cluster nodes
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     names = list(report["icc"])
     figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(names) + 3), 3.6))
     for axis, metric, colour in zip(axes, ("icc", "mse"), ("tab:blue", "tab:orange"), strict=True):
@@ -554,12 +570,7 @@ def plot_per_au(path: Path, report: dict[str, Any], title: str) -> Path:
         axis.tick_params(axis="x", labelrotation=90, labelsize=8)
         axis.grid(axis="y", alpha=0.3)
     axes[0].set_ylim(min(0.0, axes[0].get_ylim()[0]), 1.0)  # ICC(3,1) may be negative
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, title)
 
 
 def make_report(plan: CVPlan) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from aunet.data.augment import Resize
 from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.store import FrameStore
-from aunet.tables import markdown_table, pyplot, save_figure
+from aunet.tables import markdown_table
 
 ROBUSTNESS_ROOT = Path("runs/robustness")
 #: Noise standard deviations, in pixels of a 256 x 256 crop (the BMVC study's range).
@@ -367,7 +367,7 @@ def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
 
 def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
     """ICC and MSE against the noise: the mean in bold, each AU thin. Atomic."""
-    plt = pyplot()
+    plt = cv.pyplot()
 
     noise = [point["noise_px"] for point in curve]
     figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
@@ -383,7 +383,7 @@ def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
         axis.set_ylabel(metric.upper())
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    return save_figure(figure, path, title)
+    return cv.save_figure(figure, path, title)
 
 
 def curve_markdown(

@@ -370,31 +370,11 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def pyplot() -> Any:
-    """The pyplot module on matplotlib's file-only Agg backend (no display on cluster nodes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def save_figure(figure: Any, path: Path, title: str) -> Path:
-    """Give ``figure`` its title, write it to ``path`` as PNG (atomically) and close it."""
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    with cv.atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    pyplot().close(figure)
-    return path
-
-
 def plot_grouped_bars(
     path: Path, results: Sequence[MethodResults], au_names: Sequence[str], title: str
 ) -> Path:
     """ICC and MSE per AU and on average, one bar per method in each group. Atomic."""
-    plt = pyplot()
+    plt = cv.pyplot()
 
     columns = [*au_names, AVERAGE]
     positions = np.arange(len(columns))
@@ -415,7 +395,7 @@ def plot_grouped_bars(
         axis.set_ylabel(label)
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=min(len(results), 4), loc="upper left")
-    return save_figure(figure, path, title)
+    return cv.save_figure(figure, path, title)
 
 
 @dataclass(frozen=True)
