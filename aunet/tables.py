@@ -4,10 +4,16 @@
 ``runs/cv/<experiment>-<dataset>/report.json`` out as the paper's Table 2 (Table 3 for
 FERA2017): one row per method in the paper's order, one column per AU and the average, an ICC
 block and an MSE block, the best value of each column in bold (highest ICC, lowest MSE; ties,
-at the printed precision, are all bold). Beside it go the complexity of Table 5 (parameters,
-trainable parameters and GFLOPs from ``bench/results/complexity.json``) and the paper's own
-numbers for the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces,
+at the printed precision, are all bold). Beside it go the complexity of Table 5 and the paper's
+own numbers for the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces,
 which mimic DISFA).
+
+The complexity of a row (parameters, trainable parameters, GFLOPs of one image) is that of the
+network its runs trained: rebuilt from the hyperparameters each run's checkpoint saves
+(``strategy``, ``fan_config``, ``strategy_args``, ``au_names``), at the input size it was trained
+at (``image_size``), and counted by :mod:`aunet.models.complexity` on the ``meta`` device (no
+weights read, nothing computed; each distinct network once). Its FAN layout (2DFAN-4, the light
+FAN, ...) is named in the settings, so rows over different FANs show it.
 
 Files, in ``runs/tables/<dataset>/``:
 
@@ -15,7 +21,8 @@ Files, in ``runs/tables/<dataset>/``:
 - ``table.csv``: one row per (source, block, method): ``source`` (``aunet`` or ``paper``),
   ``block`` (``icc``/``mse``), ``experiment``, ``method``, the AU columns, ``avg``, ``best_in``
   (the columns where the row is best within its source and block, space-separated), ``params``,
-  ``trainable_params``, ``gflops``; unrounded values, empty cells for unknown ones;
+  ``trainable_params``, ``gflops``, ``image_size`` (the side GFLOPs are counted at), ``fan`` (the
+  FAN layout of the row's network); unrounded values, empty cells for unknown ones;
 - ``table.png``: grouped bar charts of ICC and MSE per AU, one bar per method.
 
 The average of a row is the report's ``icc_mean``/``mse_mean``: the mean over the AUs whose
@@ -33,19 +40,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aunet import cv
 from aunet.data.folds import FOLD_DATASETS
+from aunet.models import Complexity, fan_layout_name, fan_of, measure
 from aunet.paper_results import AVERAGE, PAPER_METHODS, PAPER_TABLE_5, PaperTable, paper_table
 
 TABLES_ROOT = Path("runs/tables")
-COMPLEXITY_FILE = Path("bench/results/complexity.json")
 #: Table rows: the paper's methods in its order, then aunet's Sec. 6.5 experiment.
 EXPERIMENT_ORDER: tuple[str, ...] = (*(name for name, _ in PAPER_METHODS), "adapt_finetune")
 METHOD_NAMES: dict[str, str] = {**dict(PAPER_METHODS), "adapt_finetune": "Adaptation + fine-tuning"}
 #: The two blocks of Table 2: metric, its label, and whether higher is better.
 BLOCKS: tuple[tuple[str, str, bool], ...] = (("icc", "ICC", True), ("mse", "MSE", False))
-COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops")
+COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops", "image_size", "fan")
+#: The hyperparameters that shape a run's network: runs that agree on them count alike.
+ARCHITECTURE_HPARAMS = ("strategy", "au_names", "fan_config", "strategy_args")
+NO_FAN = "none (ResNet-18)"
 
 
 class TableError(RuntimeError):
@@ -98,6 +109,8 @@ class MethodResults:
         mse: AU -> MSE, and ``"avg"``; None where undefined.
         frames: frames scored (None for the paper's rows).
         settings: the extra ``aunet fit`` flags the runs were trained with (``ARGS``).
+        run_dirs: the run folders whose predictions were scored, one per fold.
+        checkpoint: which checkpoint of each run predicted (``last`` or ``best``).
     """
 
     experiment: str
@@ -106,6 +119,8 @@ class MethodResults:
     mse: dict[str, float | None]
     frames: int | None = None
     settings: str = ""
+    run_dirs: tuple[str, ...] = ()
+    checkpoint: cv.Checkpoint = "last"
 
     def block(self, name: str) -> dict[str, float | None]:
         """The ``icc`` or ``mse`` values."""
@@ -124,6 +139,8 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         icc = {**report["icc"], AVERAGE: report["icc_mean"]}
         mse = {**report["mse"], AVERAGE: report["mse_mean"]}
         frames = int(report["frames"])
+        run_dirs = tuple(str(run["run_dir"]) for run in report.get("runs", ()))
+        checkpoint = report.get("checkpoint", "last")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
             f"{path}: not a cross-validation report ({error!r}); run `make cv EXP={experiment} "
@@ -131,7 +148,9 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         ) from None
     plan_path = path.with_name("plan.json")
     settings = " ".join(cv.CVPlan.load(plan_path).extra) if plan_path.exists() else ""
-    return MethodResults(experiment, METHOD_NAMES[experiment], icc, mse, frames, settings)
+    return MethodResults(
+        experiment, METHOD_NAMES[experiment], icc, mse, frames, settings, run_dirs, checkpoint
+    )
 
 
 def paper_results(table: PaperTable) -> list[MethodResults]:
@@ -190,14 +209,82 @@ def _blocks_table(results: Sequence[MethodResults], au_names: Sequence[str], dig
     return markdown_table(["", "Method", *au_names, "Avg."], rows, right=2)
 
 
-def load_complexity(path: Path = COMPLEXITY_FILE) -> dict[str, dict[str, Any]]:
-    """``bench/results/complexity.json`` (``make bench-complexity``), or ``{}`` if missing."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise TableError(f"{path}: not JSON ({error}); re-run `make bench-complexity`") from None
+@dataclass(frozen=True)
+class RowModel:
+    """The network behind a table row, as counted; ``cost`` is None where it is unknown.
+
+    Args:
+        cost: its parameters and FLOPs, at ``cost.image_size``.
+        fan: the FAN layout inside it (:func:`aunet.models.fan_layout_name`), or
+            :data:`NO_FAN`.
+        unknown: why ``cost`` is None (no run folders in the report, a deleted checkpoint).
+    """
+
+    cost: Complexity | None
+    fan: str = "–"
+    unknown: str = ""
+
+
+class ModelCounter:
+    """Counts the networks of table rows, each distinct network once (:meth:`row_model`)."""
+
+    def __init__(self) -> None:
+        self._counted: dict[str, RowModel] = {}
+
+    def row_model(self, result: MethodResults) -> RowModel:
+        """The network the row's runs trained, rebuilt from their checkpoints and counted.
+
+        Raises:
+            TableError: naming the checkpoint, when it is not an aunet AU checkpoint, or when
+                two folds of the row trained different networks.
+        """
+        if not result.run_dirs:
+            return RowModel(None, unknown="its report names no run folders")
+        counted: dict[str, tuple[Path, RowModel]] = {}
+        for run_dir in result.run_dirs:
+            try:
+                path = cv.checkpoint_file(Path(run_dir), result.checkpoint)
+            except cv.CVError:
+                return RowModel(None, unknown=f"{run_dir} has no {result.checkpoint} checkpoint")
+            key, model = self._count(path)
+            counted.setdefault(key, (path, model))
+        if len(counted) > 1:
+            (first, _), (second, _) = list(counted.values())[:2]
+            raise TableError(
+                f"{result.experiment}: its folds trained different networks ({first} and "
+                f"{second} differ in {', '.join(ARCHITECTURE_HPARAMS)} or image_size); re-run "
+                "its cross-validation"
+            )
+        return next(iter(counted.values()))[1]
+
+    def _count(self, path: Path) -> tuple[str, RowModel]:
+        """``(architecture key, counted network)`` of one checkpoint, counted once per key."""
+        # Imported here: only counting needs the inference module (and its OpenCV import).
+        from aunet.inference import (
+            CheckpointError,
+            checkpoint_image_size,
+            read_checkpoint,
+            rebuild_module,
+        )
+
+        try:
+            checkpoint = read_checkpoint(path, mmap=True)  # the hyperparameters, not the weights
+            image_size = checkpoint_image_size(checkpoint, path)
+            hparams = checkpoint["hyper_parameters"]
+            shape = {name: hparams.get(name) for name in ARCHITECTURE_HPARAMS}
+            key = json.dumps({**shape, "image_size": image_size}, sort_keys=True, default=str)
+            if key not in self._counted:
+                with torch.device("meta"):
+                    network = rebuild_module(checkpoint, path, weights=False).model
+                fan = fan_of(network)
+                self._counted[key] = RowModel(
+                    measure(network, image_size), fan_layout_name(fan) if fan else NO_FAN
+                )
+        except CheckpointError as error:
+            raise TableError(str(error)) from None
+        except ValueError as error:  # the saved input size does not fit the network
+            raise TableError(f"{path}: cannot count the row's network: {error}") from None
+        return key, self._counted[key]
 
 
 def _millions(value: float | None) -> str:
@@ -206,23 +293,25 @@ def _millions(value: float | None) -> str:
 
 def _complexity_table(
     results: Sequence[MethodResults],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     digits: int,
 ) -> str:
     """Table 5's layout: parameters, FLOPs and average ICC, aunet's and the paper's."""
     paper_icc = {r.experiment: r.icc[AVERAGE] for r in paper_results(paper)} if paper else {}
-    header = ["Method", "Params", "Trainable", "GFLOPs", "ICC Avg."]
+    header = ["Method", "Input", "Params", "Trainable", "GFLOPs", "ICC Avg."]
     if paper:
         header += ["Paper: params", "Paper: GFLOPs", f"Paper: ICC ({paper.dataset})"]
     rows = []
     for result in results:
-        measured = complexity.get(result.experiment, {})
+        cost = models[result.experiment].cost
+        size = cost.image_size if cost else None
         row = [
             result.method,
-            _millions(measured.get("params")),
-            _millions(measured.get("trainable_params")),
-            _number(measured.get("gflops"), 2),
+            "–" if size is None else f"{size} px",
+            _millions(cost.params if cost else None),
+            _millions(cost.trainable_params if cost else None),
+            _number(cost.gflops if cost else None, 2),
             _number(result.icc[AVERAGE], digits),
         ]
         if paper:
@@ -248,11 +337,42 @@ def _protocol(dataset: str) -> str:
     )
 
 
+def _complexity_notes(
+    results: Sequence[MethodResults], models: Mapping[str, RowModel]
+) -> list[str]:
+    """What the complexity block's reader must know: which FANs, what is unknown, and why."""
+    layouts: dict[str, list[str]] = {}
+    for result in results:
+        fan = models[result.experiment].fan
+        if fan not in (NO_FAN, "–"):
+            layouts.setdefault(fan, []).append(f"`{result.experiment}`")
+    notes = []
+    if len(layouts) == 1:
+        notes.append(f"The FAN in every row's network has one layout: {next(iter(layouts))}.")
+    elif layouts:
+        named = "; ".join(f"{fan}: {', '.join(names)}" for fan, names in layouts.items())
+        notes.append(
+            f"**The rows run over different FAN layouts** ({named}; see Settings), so their "
+            "costs differ by that too."
+        )
+    if "adapt_finetune" in models:
+        notes.append(
+            "Adaptation + fine-tuning: trainable in its first stage; once it unfreezes the FAN "
+            "(`UnfreezeBackbone`), every parameter trains."
+        )
+    notes += [
+        f"{r.method}: not counted, {models[r.experiment].unknown}."
+        for r in results
+        if models[r.experiment].cost is None
+    ]
+    return [" ".join(notes), ""] if notes else []
+
+
 def render_markdown(
     dataset: str,
     results: Sequence[MethodResults],
     au_names: Sequence[str],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     missing: Sequence[str] = (),
     digits: int = 2,
@@ -276,29 +396,43 @@ def render_markdown(
         "## Complexity (Table 5 layout)",
         "",
         "Parameters (all, and trainable: a frozen FAN counts in the first only) and GFLOPs of one "
-        "256 x 256 image for 12 AUs, from `bench/results/complexity.json` "
-        "(`make bench-complexity`: the paper-size models over `experiments/fan.yaml`'s FAN, "
-        "whatever size the runs above were trained at), beside the average ICC above"
-        + (f" and the paper's Table 5 with its {paper.dataset} ICC." if paper else "."),
+        "image at the row's own input size (Input), of the network each row trained: rebuilt "
+        "from its runs' checkpoints (strategy, FAN layout, options and AUs as saved; "
+        "reparametrisation folded) and counted by `aunet/models/complexity.py`. Beside them, the "
+        "average ICC above"
+        + (
+            f" and the paper's Table 5 (256 x 256 images over its light FAN) with its "
+            f"{paper.dataset} ICC."
+            if paper
+            else "."
+        ),
         "",
-        _complexity_table(results, complexity, paper, digits),
+        _complexity_table(results, models, paper, digits),
         "",
+        *_complexity_notes(results, models),
     ]
-    if not complexity:
-        lines += ["`bench/results/complexity.json` is missing: run `make bench-complexity`.", ""]
     if paper:
         lines += _paper_section(dataset, paper, digits)
     lines += [
         "## Settings",
         "",
         markdown_table(
-            ["Experiment", "ARGS (extra `aunet fit` flags)", "Frames scored"],
+            ["Experiment", "FAN", "ARGS (extra `aunet fit` flags)", "Frames scored"],
             [
-                [f"`{r.experiment}`", f"`{r.settings}`" if r.settings else "–", str(r.frames)]
+                [
+                    f"`{r.experiment}`",
+                    models[r.experiment].fan,
+                    f"`{r.settings}`" if r.settings else "–",
+                    str(r.frames),
+                ]
                 for r in results
             ],
-            right=2,
+            right=3,
         ),
+        "",
+        "FAN: the layout of the FAN inside each row's network, read from its checkpoints: the "
+        "backbone it transferred from (frozen, or fine-tuned), or, trained from scratch, the "
+        "AU-Net's own.",
         "",
     ]
     return "\n".join(lines)
@@ -325,7 +459,7 @@ def _paper_section(dataset: str, paper: PaperTable, digits: int) -> list[str]:
 def csv_rows(
     results: Sequence[MethodResults],
     au_names: Sequence[str],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     digits: int = 2,
 ) -> list[dict[str, Any]]:
@@ -339,7 +473,7 @@ def csv_rows(
         for block, _, _ in BLOCKS:
             best = {c: best_experiments(source_results, block, c, digits) for c in columns}
             for result in source_results:
-                measured = complexity.get(result.experiment, {}) if source == "aunet" else {}
+                model = models[result.experiment] if source == "aunet" else RowModel(None)
                 rows.append(
                     {
                         "source": source,
@@ -348,10 +482,22 @@ def csv_rows(
                         "method": result.method,
                         **{c: result.block(block).get(c) for c in columns},
                         "best_in": " ".join(c for c in columns if result.experiment in best[c]),
-                        **{c: measured.get(c) for c in COMPLEXITY_COLUMNS},
+                        **_complexity_cells(model),
                     }
                 )
     return rows
+
+
+def _complexity_cells(model: RowModel) -> dict[str, Any]:
+    """The :data:`COMPLEXITY_COLUMNS` of a CSV row (None where unknown)."""
+    cost = model.cost
+    return {
+        "params": cost.params if cost else None,
+        "trainable_params": cost.trainable_params if cost else None,
+        "gflops": cost.gflops if cost else None,
+        "image_size": cost.image_size if cost else None,
+        "fan": model.fan if cost else None,
+    }
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
@@ -414,7 +560,6 @@ def build_table(
     experiments: Sequence[str] = EXPERIMENT_ORDER,
     cv_root: Path = cv.CV_ROOT,
     out_root: Path = TABLES_ROOT,
-    complexity_file: Path = COMPLEXITY_FILE,
     digits: int = 2,
 ) -> TableFiles:
     """Write ``table.md``, ``table.csv`` and ``table.png`` from the reports that exist.
@@ -422,7 +567,8 @@ def build_table(
     Experiments without a report are listed as not run yet.
 
     Raises:
-        TableError: when no experiment has a report, or two reports score different AUs.
+        TableError: when no experiment has a report, two reports score different AUs, or a
+            row's checkpoint cannot be counted (see :meth:`ModelCounter.row_model`).
     """
     ordered = order_experiments(experiments)
     missing = missing_experiments(ordered, dataset, cv_root)
@@ -439,15 +585,16 @@ def build_table(
                 f"{report_file(result.experiment, dataset, cv_root)} scores other AUs than "
                 f"{report_file(results[0].experiment, dataset, cv_root)}; re-run one of them"
             )
-    complexity = load_complexity(complexity_file)
+    counter = ModelCounter()
+    models = {result.experiment: counter.row_model(result) for result in results}
     paper = paper_table(dataset)
     folder = table_folder(dataset, out_root)
     markdown = folder / "table.md"
     with cv.atomic_path(markdown) as temporary:
         temporary.write_text(
-            render_markdown(dataset, results, au_names, complexity, paper, missing, digits)
+            render_markdown(dataset, results, au_names, models, paper, missing, digits)
         )
-    rows = csv_rows(results, au_names, complexity, paper, digits)
+    rows = csv_rows(results, au_names, models, paper, digits)
     title = f"aunet on {dataset}: ICC and MSE per AU ({len(results)} methods)"
     return TableFiles(
         folder,

@@ -1,19 +1,28 @@
 """make table: the table builder on fake reports, the paper's numbers, skipping finished runs."""
 
 import csv
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoint_factories import make_command, run_make, tiny_disfa_project
+import torch
+from checkpoint_factories import make_command, run_make, save_checkpoint, tiny_disfa_project
+from torch import nn
 
 from aunet import cv, launch, tables
 from aunet.aus import DATASET_AUS
+from aunet.models import FANConfig
 from aunet.paper_results import AVERAGE, PAPER_TABLE_5, PAPER_TABLES
+from aunet.training import AUHeatmapModule
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")
+# Two small FAN layouts, so that rows over them cost visibly different amounts.
+FAN_A = FANConfig(width=16, depth=2)
+FAN_B = FANConfig(num_stacks=2, width=8, depth=2)
 # Hand-picked per-AU values: AU01 ICC is a tie between scratch and adapt at two decimals
 # (0.612 and 0.608 both print 0.61), AU04 is undefined for reparam.
 ICC = {
@@ -32,12 +41,17 @@ def _mean(values: dict) -> float:
     return float(np.mean([v for v in values.values() if v is not None]))
 
 
-def fake_report(root: Path, experiment: str, dataset: str = "disfa", extra=("--x", "1")) -> Path:
-    """A report.json and plan.json as `make cv` leaves them."""
+def fake_report(
+    root: Path, experiment: str, dataset: str = "disfa", extra=("--x", "1"), run_dirs=()
+) -> Path:
+    """A report.json and plan.json as `make cv` leaves them, naming ``run_dirs`` as its runs."""
     folder = cv.cv_folder(experiment, dataset, root)
     folder.mkdir(parents=True)
+    runs = [{"label": f"fold{i}", "run_dir": str(run), "held_out": str(i)}
+            for i, run in enumerate(run_dirs, 1)]  # fmt: skip
     report = {"icc": ICC[experiment], "mse": MSE[experiment], "icc_mean": _mean(ICC[experiment]),
-              "mse_mean": _mean(MSE[experiment]), "frames": 54}  # fmt: skip
+              "mse_mean": _mean(MSE[experiment]), "frames": 54, "checkpoint": "last",
+              "runs": runs}  # fmt: skip
     (folder / "report.json").write_text(json.dumps(report))
     plan = {"experiment": experiment, "dataset": dataset, "fan": None, "checkpoint": "last",
             "extra": list(extra), "tasks": []}  # fmt: skip
@@ -45,15 +59,58 @@ def fake_report(root: Path, experiment: str, dataset: str = "disfa", extra=("--x
     return folder / "report.json"
 
 
+def untrained_runs(
+    root: Path, experiment: str, fan: FANConfig, image_size: int, folds: int = 3
+) -> tuple[list[Path], AUHeatmapModule]:
+    """Run folders with an untrained ``last.ckpt`` of ``experiment`` over a ``fan``-shaped FAN."""
+    module = AUHeatmapModule(experiment, AUS, fan_config=dataclasses.asdict(fan),
+                             image_size=image_size)  # fmt: skip
+    runs = [
+        root / "runs" / experiment / "disfa" / f"fold{k}" / "stamp" for k in range(1, folds + 1)
+    ]
+    for run in runs:
+        save_checkpoint(module, run / "checkpoints" / "last.ckpt")
+    return runs, module
+
+
+def independent_count(module: AUHeatmapModule, image_size: int) -> tuple[int, int, float]:
+    """Parameters, trainable parameters and GFLOPs of a real forward pass, counted by hooks.
+
+    These networks are convolutions only: 2 FLOPs per multiply-add, (C_in / groups) x k x k
+    multiply-adds per output value.
+    """
+    network = module.model.eval()
+    flops = 0
+
+    def count(layer: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal flops
+        flops += (
+            2 * output.numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+        )
+
+    convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+    handles = [conv.register_forward_hook(count) for conv in convs]
+    with torch.no_grad():
+        network(torch.rand(1, 3, image_size, image_size))
+    for handle in handles:
+        handle.remove()
+    params = sum(p.numel() for p in network.parameters())
+    trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    return params, trainable, flops / 1e9
+
+
 @pytest.fixture
 def reports(tmp_path, monkeypatch) -> Path:
-    """Reports for scratch, reparam and adapt on DISFA in tmp_path/runs/cv; cwd = tmp_path."""
+    """Reports for scratch, reparam and adapt on DISFA in tmp_path/runs/cv; cwd = tmp_path.
+
+    Only scratch's report names run folders (untrained, over FAN_A at 32 px).
+    """
     monkeypatch.chdir(tmp_path)
+    scratch_runs, _ = untrained_runs(Path(), "scratch", FAN_A, 32)
     for experiment in ICC:
-        fake_report(cv.CV_ROOT, experiment)
-    complexity = {"scratch": {"params": 1730252, "trainable_params": 1730252, "gflops": 6.987}}
-    Path("bench/results").mkdir(parents=True)
-    tables.COMPLEXITY_FILE.write_text(json.dumps(complexity))
+        fake_report(
+            cv.CV_ROOT, experiment, run_dirs=scratch_runs if experiment == "scratch" else ()
+        )
     return tmp_path
 
 
@@ -96,11 +153,15 @@ def test_markdown_has_the_blocks_in_paper_order_and_marks_the_best(reports):
 
 def test_complexity_and_the_papers_numbers_sit_beside(reports):
     markdown = tables.build_table("disfa", list(ICC)).markdown.read_text()
-    complexity = [cells(line) for line in table_lines(markdown, "| Method | Params")]
+    complexity = [cells(line) for line in table_lines(markdown, "| Method | Input")]
     scratch = complexity[2]
-    assert scratch[:5] == ["Scratch", "1.73M", "1.73M", "6.99", "0.34"]
-    assert scratch[5:] == ["1.65M", "5.21", "0.53"]  # Table 5 and the DISFA average of Table 2
-    assert complexity[3][1:4] == ["–", "–", "–"]  # not in the complexity file
+    _, module = untrained_runs(reports / "again", "scratch", FAN_A, 32, folds=1)
+    params, trainable, gflops = independent_count(module, 32)
+    assert scratch[:6] == ["Scratch", "32 px", f"{params / 1e6:.2f}M", f"{trainable / 1e6:.2f}M",
+                           f"{gflops:.2f}", "0.34"]  # fmt: skip
+    assert scratch[6:] == ["1.65M", "5.21", "0.53"]  # Table 5 and the DISFA average of Table 2
+    assert complexity[3][1:5] == ["–", "–", "–", "–"]  # its report names no run folders
+    assert "Reparametrisation: not counted, its report names no run folders." in markdown
     assert "## The paper's numbers (Table 2, DISFA" in markdown
     paper = [cells(line) for line in table_lines(markdown.split("## The paper's")[1], "|  |")]
     assert paper[0][2:] == [*DATASET_AUS["disfa"], "Avg."]
@@ -115,7 +176,8 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     with files.csv.open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["source", "block", "experiment", "method", *AUS, "avg", "best_in",
-                             "params", "trainable_params", "gflops"]  # fmt: skip
+                             "params", "trainable_params", "gflops", "image_size",
+                             "fan"]  # fmt: skip
     ours = [row for row in rows if row["source"] == "aunet"]
     assert [(row["block"], row["experiment"]) for row in ours] == [
         (block, name) for block in ("icc", "mse") for name in ("scratch", "reparam", "adapt")
@@ -123,12 +185,62 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     assert float(ours[0]["AU01"]) == 0.612
     assert ours[0]["best_in"] == "AU01 AU04" and ours[2]["best_in"] == "AU01"
     assert ours[1]["AU04"] == "" and ours[1]["best_in"] == "AU02 avg"
-    assert ours[0]["params"] == "1730252" and ours[1]["params"] == ""
+    _, module = untrained_runs(reports / "again", "scratch", FAN_A, 32, folds=1)
+    params, trainable, gflops = independent_count(module, 32)
+    assert (ours[0]["params"], ours[0]["trainable_params"]) == (str(params), str(trainable))
+    assert float(ours[0]["gflops"]) == pytest.approx(gflops, rel=1e-12)
+    assert (ours[0]["image_size"], ours[0]["fan"]) == ("32", "FAN (width=16, depth=2)")
+    assert ours[1]["params"] == ours[1]["fan"] == ""  # reparam: no run folders to count
     paper = [row for row in rows if row["source"].startswith("paper")]
     assert len(paper) == 14
     assert paper[0]["source"] == "paper (Table 2, DISFA three-fold cross-validation)"
     assert files.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(files.folder.glob(".*"))  # no temporary files left
+
+
+def test_each_row_is_counted_on_its_own_network_at_its_own_size_once(tmp_path, monkeypatch):
+    """Rows over two FANs at two input sizes; each network counted once for its three folds."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(ICC, "finetune", ICC["scratch"])
+    monkeypatch.setitem(MSE, "finetune", MSE["scratch"])
+    expected = {}
+    for experiment, fan, size in (("finetune", FAN_A, 32), ("adapt", FAN_B, 64)):
+        runs, module = untrained_runs(Path(), experiment, fan, size)
+        fake_report(cv.CV_ROOT, experiment, run_dirs=runs)
+        expected[experiment] = (*independent_count(module, size), size)
+    counted, measure = [], tables.measure
+    monkeypatch.setattr(
+        tables, "measure", lambda net, size: counted.append(size) or measure(net, size)
+    )
+    files = tables.build_table("disfa", ["finetune", "adapt"])
+    assert sorted(counted) == [32, 64]  # six checkpoints, two networks
+    aunet_rows = [row for row in files.rows if row["source"] == "aunet" and row["block"] == "icc"]
+    for row in aunet_rows:
+        params, trainable, gflops, size = expected[row["experiment"]]
+        assert (row["params"], row["trainable_params"], row["image_size"]) == (
+            params, trainable, size)  # fmt: skip
+        assert row["gflops"] == pytest.approx(gflops, rel=1e-12)
+    assert expected["finetune"][0] != expected["adapt"][0]
+    assert expected["finetune"][2] != expected["adapt"][2]
+    markdown = files.markdown.read_text()
+    settings = {row[0]: row[1] for row in map(cells, table_lines(markdown, "| Experiment | FAN"))}
+    assert settings["`finetune`"] == "FAN (width=16, depth=2)"
+    assert settings["`adapt`"] == "FAN (num_stacks=2, width=8, depth=2)"
+    assert "**The rows run over different FAN layouts**" in markdown
+    inputs = [cells(line)[1] for line in table_lines(markdown, "| Method | Input")[2:]]
+    assert inputs == ["32 px", "64 px"]
+
+
+def test_rows_whose_folds_differ_or_whose_checkpoint_is_gone_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs, _ = untrained_runs(Path(), "adapt", FAN_A, 32, folds=2)
+    other, _ = untrained_runs(Path("other"), "adapt", FAN_B, 32, folds=1)
+    fake_report(cv.CV_ROOT, "adapt", run_dirs=[*runs, *other])
+    with pytest.raises(tables.TableError, match=r"adapt: its folds trained different networks"):
+        tables.build_table("disfa", ["adapt"])
+    other[0].joinpath("checkpoints", "last.ckpt").unlink()
+    markdown = tables.build_table("disfa", ["adapt"]).markdown.read_text()
+    assert f"Adaptation layers: not counted, {other[0]} has no last checkpoint." in markdown
 
 
 def test_synthetic_gets_disfas_numbers_with_a_caveat_and_fera2017_its_rmse_note(tmp_path):
