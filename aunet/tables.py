@@ -3,10 +3,13 @@
 ``make table DATA=<dataset>`` cross-validates every experiment (``make cv``) and then lays their
 ``runs/cv/<experiment>-<dataset>/report.json`` out as the paper's Table 2 (Table 3 for
 FERA2017): one row per method in the paper's order, one column per AU and the average, an ICC
-block and an MSE block, the best value of each column in bold (highest ICC, lowest MSE; ties,
-at the printed precision, are all bold). Beside it go the complexity of Table 5 and the paper's
-own numbers for the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces,
-which mimic DISFA).
+block and an MSE block (and an RMSE block for FERA2017, whose errors the paper reports as RMSE),
+the best value of each column in bold (highest ICC, lowest error; ties, at the printed
+precision, are all bold). Beside it go the complexity of Table 5 and the paper's own numbers for
+the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces, which mimic
+DISFA): its Table 2 or 3, and its comparisons with earlier work (Tables 4, 6 and 7), where
+aunet's rows of the same methods (``scratch``, ``resnet18``, ``adapt``) follow the paper's when
+they scored the same partition.
 
 The complexity of a row (parameters, trainable parameters, GFLOPs of one image) is that of the
 network its runs trained: rebuilt from the hyperparameters each run's checkpoint saves
@@ -18,15 +21,18 @@ FAN, ...) is named in the settings, so rows over different FANs show it.
 Files, in ``runs/tables/<dataset>/``:
 
 - ``table.md``: the tables above, then which settings (``ARGS``) each row was trained with;
-- ``table.csv``: one row per (source, block, method): ``source`` (``aunet`` or ``paper``),
-  ``block`` (``icc``/``mse``), ``experiment``, ``method``, the AU columns, ``avg``, ``best_in``
+- ``table.csv``: one row per (source, block, method): ``source`` (``aunet``, or ``paper
+  (<table>)`` for each of the paper's tables shown), ``block`` (``icc``, ``mse``, ``rmse``),
+  ``experiment`` (for the paper's other works, their printed name), ``method``, the AU columns,
+  ``avg``, ``best_in``
   (the columns where the row is best within its source and block, space-separated), ``params``,
   ``trainable_params``, ``gflops``, ``image_size`` (the side GFLOPs are counted at), ``fan`` (the
   FAN layout of the row's network); unrounded values, empty cells for unknown ones;
 - ``table.png``: grouped bar charts of ICC and MSE per AU, one bar per method.
 
 The average of a row is the report's ``icc_mean``/``mse_mean``: the mean over the AUs whose
-value is defined, as the paper's "Avg." column.
+value is defined, as the paper's "Avg." column. An RMSE row is the square root of each AU's MSE
+and, as Avg., the mean of those roots (:func:`root_mean_squared`).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +51,26 @@ import torch
 from aunet import cv
 from aunet.data.folds import FOLD_DATASETS
 from aunet.models import Complexity, fan_layout_name, fan_of, measure
-from aunet.paper_results import AVERAGE, PAPER_METHODS, PAPER_TABLE_5, PaperTable, paper_table
+from aunet.paper_results import (
+    AVERAGE,
+    PAPER_METHODS,
+    PAPER_TABLE_5,
+    PaperTable,
+    paper_comparisons,
+    paper_table,
+)
 
 TABLES_ROOT = Path("runs/tables")
 #: Table rows: the paper's methods in its order, then aunet's Sec. 6.5 experiment.
 EXPERIMENT_ORDER: tuple[str, ...] = (*(name for name, _ in PAPER_METHODS), "adapt_finetune")
 METHOD_NAMES: dict[str, str] = {**dict(PAPER_METHODS), "adapt_finetune": "Adaptation + fine-tuning"}
-#: The two blocks of Table 2: metric, its label, and whether higher is better.
-BLOCKS: tuple[tuple[str, str, bool], ...] = (("icc", "ICC", True), ("mse", "MSE", False))
+#: The blocks a table can have: metric, its label, and whether higher is better. Table 2 has
+#: ICC and MSE; aunet adds RMSE where the paper's errors are RMSE (FERA2017, Tables 3 and 6).
+BLOCKS: tuple[tuple[str, str, bool], ...] = (
+    ("icc", "ICC", True),
+    ("mse", "MSE", False),
+    ("rmse", "RMSE", False),
+)
 COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops", "image_size", "fan")
 #: The hyperparameters that shape a run's network: runs that agree on them count alike.
 ARCHITECTURE_HPARAMS = ("strategy", "au_names", "fan_config", "strategy_args")
@@ -100,31 +118,59 @@ def missing_experiments(
 
 @dataclass(frozen=True)
 class MethodResults:
-    """One method's ICC and MSE per AU and on average: two rows of the table.
+    """One method's ICC and errors per AU and on average: a row of each block of the table.
 
     Args:
-        experiment: aunet's experiment name.
+        experiment: aunet's experiment name (for the paper's other works, their printed name).
         method: the row's name (the paper's).
         icc: AU -> ICC, and ``"avg"``; None where undefined.
-        mse: AU -> MSE, and ``"avg"``; None where undefined.
+        mse: AU -> MSE, and ``"avg"``; None where undefined; empty where not reported.
+        rmse: AU -> RMSE, and ``"avg"``, likewise (aunet's: :func:`root_mean_squared`).
         frames: frames scored (None for the paper's rows).
         settings: the extra ``aunet fit`` flags the runs were trained with (``ARGS``).
         run_dirs: the run folders whose predictions were scored, one per fold.
         checkpoint: which checkpoint of each run predicted (``last`` or ``best``).
+        partition: what was scored, as :attr:`aunet.paper_results.PaperTable.partition`
+            (``folds``, ``devel``, ``test``); None where the report does not say.
     """
 
     experiment: str
     method: str
     icc: dict[str, float | None]
     mse: dict[str, float | None]
+    rmse: dict[str, float | None] = field(default_factory=dict)
     frames: int | None = None
     settings: str = ""
     run_dirs: tuple[str, ...] = ()
     checkpoint: cv.Checkpoint = "last"
+    partition: str | None = None
 
     def block(self, name: str) -> dict[str, float | None]:
-        """The ``icc`` or ``mse`` values."""
-        return self.icc if name == "icc" else self.mse
+        """The values of block ``name`` (``icc``, ``mse`` or ``rmse``)."""
+        return {"icc": self.icc, "mse": self.mse, "rmse": self.rmse}[name]
+
+
+def root_mean_squared(mse: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Per-AU RMSE from per-AU MSE, and their mean over the AUs where it is defined.
+
+    The paper's RMSE average (Tables 3 and 6) is the mean of the per-AU RMSEs, which is not
+    the root of the mean MSE: by Jensen's inequality it is never larger, and it is smaller
+    whenever the AUs' errors differ.
+    """
+    per_au = {
+        au: None if value is None else math.sqrt(value)
+        for au, value in mse.items()
+        if au != AVERAGE
+    }
+    defined = [value for value in per_au.values() if value is not None]
+    return {**per_au, AVERAGE: float(np.mean(defined)) if defined else None}
+
+
+def _scored_partition(held_out: Sequence[str]) -> str | None:
+    """``folds`` for held-out folds (``1``-``3``), else the one official partition scored."""
+    if held_out and all(value.isdigit() for value in held_out):
+        return "folds"
+    return held_out[0] if len(set(held_out)) == 1 else None
 
 
 def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> MethodResults:
@@ -139,7 +185,9 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         icc = {**report["icc"], AVERAGE: report["icc_mean"]}
         mse = {**report["mse"], AVERAGE: report["mse_mean"]}
         frames = int(report["frames"])
-        run_dirs = tuple(str(run["run_dir"]) for run in report.get("runs", ()))
+        runs = report.get("runs", ())
+        run_dirs = tuple(str(run["run_dir"]) for run in runs)
+        partition = _scored_partition([str(run.get("held_out", "")) for run in runs])
         checkpoint = report.get("checkpoint", "last")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
@@ -149,17 +197,37 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
     plan_path = path.with_name("plan.json")
     settings = " ".join(cv.CVPlan.load(plan_path).extra) if plan_path.exists() else ""
     return MethodResults(
-        experiment, METHOD_NAMES[experiment], icc, mse, frames, settings, run_dirs, checkpoint
+        experiment,
+        METHOD_NAMES[experiment],
+        icc,
+        mse,
+        root_mean_squared(mse),
+        frames,
+        settings,
+        run_dirs,
+        checkpoint,
+        partition,
     )
 
 
 def paper_results(table: PaperTable) -> list[MethodResults]:
-    """The paper's rows of ``table`` as :class:`MethodResults`, in the table's order."""
+    """The paper's rows of ``table`` as :class:`MethodResults`, in the printed order."""
     return [
-        MethodResults(name, METHOD_NAMES[name], dict(table.icc[name]), dict(table.mse[name]))
-        for name in EXPERIMENT_ORDER
-        if name in table.icc
+        MethodResults(
+            name,
+            table.labels[name],
+            icc=dict(values),
+            **{"mse": {}, "rmse": {}, table.error_name: dict(table.error[name])},
+        )
+        for name, values in table.icc.items()
     ]
+
+
+def table_blocks(dataset: str) -> tuple[str, ...]:
+    """The blocks of aunet's rows on ``dataset``: ICC, MSE, and RMSE where the paper reports it."""
+    papers = [table for table in (paper_table(dataset), *paper_comparisons(dataset)) if table]
+    rmse = any(table.error_name == "rmse" for table in papers)
+    return ("icc", "mse", "rmse") if rmse else ("icc", "mse")
 
 
 def best_experiments(
@@ -194,18 +262,30 @@ def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
 
 
-def _blocks_table(results: Sequence[MethodResults], au_names: Sequence[str], digits: int) -> str:
-    """Table 2's layout: an ICC block and an MSE block, the best of each column in bold."""
+def _blocks_table(
+    results: Sequence[MethodResults],
+    au_names: Sequence[str],
+    digits: int,
+    blocks: Sequence[str],
+    unranked: Sequence[MethodResults] = (),
+) -> str:
+    """Table 2's layout: a block of rows per metric, the best of each column in bold.
+
+    ``unranked`` rows follow ``results`` in each block and are never bold (aunet's rows under
+    the paper's, which are ranked as printed).
+    """
     columns = [*au_names, AVERAGE]
+    labels = {name: label for name, label, _ in BLOCKS}
     rows = []
-    for block, label, _ in BLOCKS:
+    for block in blocks:
         best = {column: best_experiments(results, block, column, digits) for column in columns}
-        for i, result in enumerate(results):
+        for i, result in enumerate([*results, *unranked]):
             cells = []
             for column in columns:
                 text = _number(result.block(block).get(column), digits)
-                cells.append(f"**{text}**" if result.experiment in best[column] else text)
-            rows.append([label if i == 0 else "", result.method, *cells])
+                ranked = i < len(results) and result.experiment in best[column]
+                cells.append(f"**{text}**" if ranked else text)
+            rows.append([labels[block] if i == 0 else "", result.method, *cells])
     return markdown_table(["", "Method", *au_names, "Avg."], rows, right=2)
 
 
@@ -376,16 +456,25 @@ def render_markdown(
     paper: PaperTable | None,
     missing: Sequence[str] = (),
     digits: int = 2,
+    comparisons: Sequence[PaperTable] = (),
 ) -> str:
-    """The whole ``table.md``: Table 2 layout, Table 5 layout, the paper's table, the settings."""
+    """The whole ``table.md``: Table 2 layout, Table 5 layout, the paper's tables, the settings."""
+    blocks = table_blocks(dataset)
+    rmse = (
+        " RMSE is the square root of each AU's MSE, as the paper's FERA2017 errors (Sec. 7.3); "
+        "its Avg. is the mean of those roots, as the paper averages them, which is not the "
+        "root of the MSE Avg."
+        if "rmse" in blocks
+        else ""
+    )
     lines = [
         f"# aunet on {dataset}: every method, as the paper's Tables 2 and 3",
         "",
-        f"ICC(3,1) and MSE per AU (Sec. 5.2), {_protocol(dataset)}, from "
-        f"`runs/cv/<experiment>-{dataset}/report.json`. Best per column in **bold** (highest "
-        f"ICC, lowest MSE, compared as printed).",
+        f"ICC(3,1){', MSE and RMSE' if 'rmse' in blocks else ' and MSE'} per AU (Sec. 5.2), "
+        f"{_protocol(dataset)}, from `runs/cv/<experiment>-{dataset}/report.json`. Best per "
+        f"column in **bold** (highest ICC, lowest error, compared as printed).{rmse}",
         "",
-        _blocks_table(results, au_names, digits),
+        _blocks_table(results, au_names, digits, blocks),
         "",
         "![ICC and MSE per AU and method](table.png)",
         "",
@@ -413,6 +502,8 @@ def render_markdown(
     ]
     if paper:
         lines += _paper_section(dataset, paper, digits)
+    for comparison in comparisons:
+        lines += _comparison_section(comparison, results, digits)
     lines += [
         "## Settings",
         "",
@@ -445,13 +536,61 @@ def _paper_section(dataset: str, paper: PaperTable, digits: int) -> list[str]:
         if paper.dataset != dataset and dataset == "synthetic"
         else ""
     )
-    error = "" if paper.error_name == "MSE" else f" Its error block is {paper.error_name}."
+    error = (
+        f" Its error block is {paper.error_name.upper()} ({paper.error_label})."
+        if paper.error_label
+        else ""
+    )
     return [
         f"## The paper's numbers ({paper.source})",
         "",
         f"As printed (`aunet/paper_results.py`), best per column in bold.{caveat}{error}",
         "",
-        _blocks_table(paper_results(paper), paper.au_names, min(digits, 2)),
+        _blocks_table(
+            paper_results(paper), paper.au_names, min(digits, 2), ("icc", paper.error_name)
+        ),
+        "",
+    ]
+
+
+def _comparison_section(
+    table: PaperTable, results: Sequence[MethodResults], digits: int
+) -> list[str]:
+    """A table of the paper against earlier work, with aunet's rows of the same methods below.
+
+    aunet's rows join only when they scored what the paper's did (the same partition).
+    """
+    printed = {r.experiment: r for r in paper_results(table)}
+    matching = [r for r in results if r.experiment in printed]
+    ours = [
+        replace(r, method=f"aunet: {r.method} (as {printed[r.experiment].method})")
+        for r in matching
+        if r.partition == table.partition
+    ]
+    if ours:
+        below = "Below them, aunet's rows of the same methods, on the same partition (not ranked)."
+    elif matching:
+        scored = ", ".join(sorted({str(r.partition) for r in matching}))
+        below = (
+            f"aunet's rows of its methods are not shown: they scored {scored}, this table "
+            f"{table.partition}."
+        )
+    else:
+        below = ""
+    return [
+        f"## The paper against earlier work ({table.source})",
+        "",
+        f"As printed (`aunet/paper_results.py`), best per column in bold among the paper's rows: "
+        f"(*) results the paper quotes from the reference, † its in-house reproductions, "
+        f'"Ours" its adaptation layers; – not reported. {below}'.rstrip(),
+        "",
+        _blocks_table(
+            list(printed.values()),
+            table.au_names,
+            min(digits, 2),
+            ("icc", table.error_name),
+            unranked=ours,
+        ),
         "",
     ]
 
@@ -462,15 +601,17 @@ def csv_rows(
     models: Mapping[str, RowModel],
     paper: PaperTable | None,
     digits: int = 2,
+    blocks: Sequence[str] = ("icc", "mse"),
+    comparisons: Sequence[PaperTable] = (),
 ) -> list[dict[str, Any]]:
-    """The rows of ``table.csv`` (see the module docstring), aunet's then the paper's."""
+    """The rows of ``table.csv`` (see the module docstring): aunet's, then each paper table's."""
     columns = [*au_names, AVERAGE]
-    sources: list[tuple[str, Sequence[MethodResults]]] = [("aunet", results)]
-    if paper:
-        sources.append((f"paper ({paper.source})", paper_results(paper)))
+    sources: list[tuple[str, Sequence[MethodResults], Sequence[str]]] = [("aunet", results, blocks)]
+    for table in (paper, *comparisons) if paper else comparisons:
+        sources.append((f"paper ({table.source})", paper_results(table), ("icc", table.error_name)))
     rows = []
-    for source, source_results in sources:
-        for block, _, _ in BLOCKS:
+    for source, source_results, source_blocks in sources:
+        for block in source_blocks:
             best = {c: best_experiments(source_results, block, c, digits) for c in columns}
             for result in source_results:
                 model = models[result.experiment] if source == "aunet" else RowModel(None)
@@ -527,7 +668,7 @@ def plot_grouped_bars(
     width = 0.85 / max(len(results), 1)
     figure, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.2 * len(columns)), 7.0))
     colours = plt.get_cmap("tab10")
-    for axis, (block, label, _) in zip(axes, BLOCKS, strict=True):
+    for axis, (block, label, _) in zip(axes, BLOCKS[:2], strict=True):  # ICC and MSE
         for i, result in enumerate(results):
             values = [result.block(block).get(c) for c in columns]
             axis.bar(
@@ -588,13 +729,14 @@ def build_table(
     counter = ModelCounter()
     models = {result.experiment: counter.row_model(result) for result in results}
     paper = paper_table(dataset)
+    comparisons = paper_comparisons(dataset)
     folder = table_folder(dataset, out_root)
     markdown = folder / "table.md"
     with cv.atomic_path(markdown) as temporary:
         temporary.write_text(
-            render_markdown(dataset, results, au_names, models, paper, missing, digits)
+            render_markdown(dataset, results, au_names, models, paper, missing, digits, comparisons)
         )
-    rows = csv_rows(results, au_names, models, paper, digits)
+    rows = csv_rows(results, au_names, models, paper, digits, table_blocks(dataset), comparisons)
     title = f"aunet on {dataset}: ICC and MSE per AU ({len(results)} methods)"
     return TableFiles(
         folder,
