@@ -477,6 +477,10 @@ def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
         report = json.loads((tmp_path / f"runs/cv/{experiment}-disfa/report.json").read_text())
         assert report["frames"] == 54
         assert f"{round(report['icc_mean'], 2) + 0.0:.2f}" in markdown  # never "-0.00"
+    # Each row counted on the network its checkpoints hold: at 32 px, over the tiny FAN.
+    complexity = [cells(line) for line in table_lines(markdown, "| Method | Input")[2:]]
+    assert [row[1] for row in complexity] == ["32 px", "32 px"]
+    assert "| `reparam` | FAN (width=16, depth=2) |" in markdown
     assert (folder / "table.csv").exists() and (folder / "table.png").exists()
     assert list((folder / "wandb").glob("offline-run-*"))
     runs = sorted(tmp_path.glob("runs/*/disfa/fold*/*/checkpoints/last.ckpt"))
