@@ -324,8 +324,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
     """The contents of an aunet AU checkpoint, read without unpickling arbitrary objects.
+
+    Args:
+        path: the checkpoint file.
+        mmap: map the tensors from the file instead of reading them (``torch.load(mmap=True)``):
+            for reading the hyperparameters of large checkpoints without loading their weights.
 
     Raises:
         CheckpointError: naming the file, when it is missing, not readable by
@@ -335,7 +340,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CheckpointError(
@@ -440,11 +445,19 @@ def load_module(path: str | os.PathLike) -> AUHeatmapModule:
     return rebuild_module(read_checkpoint(path), path)
 
 
-def rebuild_module(checkpoint: dict[str, Any], path: str | os.PathLike) -> AUHeatmapModule:
+def rebuild_module(
+    checkpoint: dict[str, Any], path: str | os.PathLike, weights: bool = True
+) -> AUHeatmapModule:
     """Rebuild the LightningModule of a checkpoint read by :func:`read_checkpoint`.
 
     The FAN file of training time is not needed: ``fan_config`` rebuilds the backbone and the
     state dict fills in every weight, the frozen FAN's included.
+
+    Args:
+        checkpoint: what :func:`read_checkpoint` returned.
+        path: its file, for error messages.
+        weights: load the trained weights; False builds the architecture alone (initial
+            weights), e.g. on the ``meta`` device to count its parameters and FLOPs.
     """
     hparams = dict(checkpoint["hyper_parameters"])
     options = dict(hparams.get("strategy_args") or {})
@@ -453,7 +466,8 @@ def rebuild_module(checkpoint: dict[str, Any], path: str | os.PathLike) -> AUHea
     hparams.update(fan=None, strategy_args=options)
     try:
         module = AUHeatmapModule(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
+        if weights:
+            module.load_state_dict(checkpoint["state_dict"])
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: cannot rebuild the AU model: {error}") from None
     return module

@@ -3,23 +3,36 @@
 ``make table DATA=<dataset>`` cross-validates every experiment (``make cv``) and then lays their
 ``runs/cv/<experiment>-<dataset>/report.json`` out as the paper's Table 2 (Table 3 for
 FERA2017): one row per method in the paper's order, one column per AU and the average, an ICC
-block and an MSE block, the best value of each column in bold (highest ICC, lowest MSE; ties,
-at the printed precision, are all bold). Beside it go the complexity of Table 5 (parameters,
-trainable parameters and GFLOPs from ``bench/results/complexity.json``) and the paper's own
-numbers for the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces,
-which mimic DISFA).
+block and an MSE block (and an RMSE block for FERA2017, whose errors the paper reports as RMSE),
+the best value of each column in bold (highest ICC, lowest error; ties, at the printed
+precision, are all bold). Beside it go the complexity of Table 5 and the paper's own numbers for
+the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces, which mimic
+DISFA): its Table 2 or 3, and its comparisons with earlier work (Tables 4, 6 and 7), where
+aunet's rows of the same methods (``scratch``, ``resnet18``, ``adapt``) follow the paper's when
+they scored the same partition.
+
+The complexity of a row (parameters, trainable parameters, GFLOPs of one image) is that of the
+network its runs trained: rebuilt from the hyperparameters each run's checkpoint saves
+(``strategy``, ``fan_config``, ``strategy_args``, ``au_names``), at the input size it was trained
+at (``image_size``), and counted by :mod:`aunet.models.complexity` on the ``meta`` device (no
+weights read, nothing computed; each distinct network once). Its FAN layout (2DFAN-4, the light
+FAN, ...) is named in the settings, so rows over different FANs show it.
 
 Files, in ``runs/tables/<dataset>/``:
 
 - ``table.md``: the tables above, then which settings (``ARGS``) each row was trained with;
-- ``table.csv``: one row per (source, block, method): ``source`` (``aunet`` or ``paper``),
-  ``block`` (``icc``/``mse``), ``experiment``, ``method``, the AU columns, ``avg``, ``best_in``
+- ``table.csv``: one row per (source, block, method): ``source`` (``aunet``, or ``paper
+  (<table>)`` for each of the paper's tables shown), ``block`` (``icc``, ``mse``, ``rmse``),
+  ``experiment`` (for the paper's other works, their printed name), ``method``, the AU columns,
+  ``avg``, ``best_in``
   (the columns where the row is best within its source and block, space-separated), ``params``,
-  ``trainable_params``, ``gflops``; unrounded values, empty cells for unknown ones;
+  ``trainable_params``, ``gflops``, ``image_size`` (the side GFLOPs are counted at), ``fan`` (the
+  FAN layout of the row's network); unrounded values, empty cells for unknown ones;
 - ``table.png``: grouped bar charts of ICC and MSE per AU, one bar per method.
 
 The average of a row is the report's ``icc_mean``/``mse_mean``: the mean over the AUs whose
-value is defined, as the paper's "Avg." column.
+value is defined, as the paper's "Avg." column. An RMSE row is the square root of each AU's MSE
+and, as Avg., the mean of those roots (:func:`root_mean_squared`).
 """
 
 from __future__ import annotations
@@ -28,24 +41,40 @@ import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aunet import cv
 from aunet.data.folds import FOLD_DATASETS
-from aunet.paper_results import AVERAGE, PAPER_METHODS, PAPER_TABLE_5, PaperTable, paper_table
+from aunet.models import Complexity, fan_layout_name, fan_of, measure
+from aunet.paper_results import (
+    AVERAGE,
+    PAPER_METHODS,
+    PAPER_TABLE_5,
+    PaperTable,
+    paper_comparisons,
+    paper_table,
+)
 
 TABLES_ROOT = Path("runs/tables")
-COMPLEXITY_FILE = Path("bench/results/complexity.json")
 #: Table rows: the paper's methods in its order, then aunet's Sec. 6.5 experiment.
 EXPERIMENT_ORDER: tuple[str, ...] = (*(name for name, _ in PAPER_METHODS), "adapt_finetune")
 METHOD_NAMES: dict[str, str] = {**dict(PAPER_METHODS), "adapt_finetune": "Adaptation + fine-tuning"}
-#: The two blocks of Table 2: metric, its label, and whether higher is better.
-BLOCKS: tuple[tuple[str, str, bool], ...] = (("icc", "ICC", True), ("mse", "MSE", False))
-COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops")
+#: The blocks a table can have: metric, its label, and whether higher is better. Table 2 has
+#: ICC and MSE; aunet adds RMSE where the paper's errors are RMSE (FERA2017, Tables 3 and 6).
+BLOCKS: tuple[tuple[str, str, bool], ...] = (
+    ("icc", "ICC", True),
+    ("mse", "MSE", False),
+    ("rmse", "RMSE", False),
+)
+COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops", "image_size", "fan")
+#: The hyperparameters that shape a run's network: runs that agree on them count alike.
+ARCHITECTURE_HPARAMS = ("strategy", "au_names", "fan_config", "strategy_args")
+NO_FAN = "none (ResNet-18)"
 
 
 class TableError(RuntimeError):
@@ -89,27 +118,59 @@ def missing_experiments(
 
 @dataclass(frozen=True)
 class MethodResults:
-    """One method's ICC and MSE per AU and on average: two rows of the table.
+    """One method's ICC and errors per AU and on average: a row of each block of the table.
 
     Args:
-        experiment: aunet's experiment name.
+        experiment: aunet's experiment name (for the paper's other works, their printed name).
         method: the row's name (the paper's).
         icc: AU -> ICC, and ``"avg"``; None where undefined.
-        mse: AU -> MSE, and ``"avg"``; None where undefined.
+        mse: AU -> MSE, and ``"avg"``; None where undefined; empty where not reported.
+        rmse: AU -> RMSE, and ``"avg"``, likewise (aunet's: :func:`root_mean_squared`).
         frames: frames scored (None for the paper's rows).
         settings: the extra ``aunet fit`` flags the runs were trained with (``ARGS``).
+        run_dirs: the run folders whose predictions were scored, one per fold.
+        checkpoint: which checkpoint of each run predicted (``last`` or ``best``).
+        partition: what was scored, as :attr:`aunet.paper_results.PaperTable.partition`
+            (``folds``, ``devel``, ``test``); None where the report does not say.
     """
 
     experiment: str
     method: str
     icc: dict[str, float | None]
     mse: dict[str, float | None]
+    rmse: dict[str, float | None] = field(default_factory=dict)
     frames: int | None = None
     settings: str = ""
+    run_dirs: tuple[str, ...] = ()
+    checkpoint: cv.Checkpoint = "last"
+    partition: str | None = None
 
     def block(self, name: str) -> dict[str, float | None]:
-        """The ``icc`` or ``mse`` values."""
-        return self.icc if name == "icc" else self.mse
+        """The values of block ``name`` (``icc``, ``mse`` or ``rmse``)."""
+        return {"icc": self.icc, "mse": self.mse, "rmse": self.rmse}[name]
+
+
+def root_mean_squared(mse: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Per-AU RMSE from per-AU MSE, and their mean over the AUs where it is defined.
+
+    The paper's RMSE average (Tables 3 and 6) is the mean of the per-AU RMSEs, which is not
+    the root of the mean MSE: by Jensen's inequality it is never larger, and it is smaller
+    whenever the AUs' errors differ.
+    """
+    per_au = {
+        au: None if value is None else math.sqrt(value)
+        for au, value in mse.items()
+        if au != AVERAGE
+    }
+    defined = [value for value in per_au.values() if value is not None]
+    return {**per_au, AVERAGE: float(np.mean(defined)) if defined else None}
+
+
+def _scored_partition(held_out: Sequence[str]) -> str | None:
+    """``folds`` for held-out folds (``1``-``3``), else the one official partition scored."""
+    if held_out and all(value.isdigit() for value in held_out):
+        return "folds"
+    return held_out[0] if len(set(held_out)) == 1 else None
 
 
 def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> MethodResults:
@@ -124,6 +185,10 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         icc = {**report["icc"], AVERAGE: report["icc_mean"]}
         mse = {**report["mse"], AVERAGE: report["mse_mean"]}
         frames = int(report["frames"])
+        runs = report.get("runs", ())
+        run_dirs = tuple(str(run["run_dir"]) for run in runs)
+        partition = _scored_partition([str(run.get("held_out", "")) for run in runs])
+        checkpoint = report.get("checkpoint", "last")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
             f"{path}: not a cross-validation report ({error!r}); run `make cv EXP={experiment} "
@@ -131,16 +196,38 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         ) from None
     plan_path = path.with_name("plan.json")
     settings = " ".join(cv.CVPlan.load(plan_path).extra) if plan_path.exists() else ""
-    return MethodResults(experiment, METHOD_NAMES[experiment], icc, mse, frames, settings)
+    return MethodResults(
+        experiment,
+        METHOD_NAMES[experiment],
+        icc,
+        mse,
+        root_mean_squared(mse),
+        frames,
+        settings,
+        run_dirs,
+        checkpoint,
+        partition,
+    )
 
 
 def paper_results(table: PaperTable) -> list[MethodResults]:
-    """The paper's rows of ``table`` as :class:`MethodResults`, in the table's order."""
+    """The paper's rows of ``table`` as :class:`MethodResults`, in the printed order."""
     return [
-        MethodResults(name, METHOD_NAMES[name], dict(table.icc[name]), dict(table.mse[name]))
-        for name in EXPERIMENT_ORDER
-        if name in table.icc
+        MethodResults(
+            name,
+            table.labels[name],
+            icc=dict(values),
+            **{"mse": {}, "rmse": {}, table.error_name: dict(table.error[name])},
+        )
+        for name, values in table.icc.items()
     ]
+
+
+def table_blocks(dataset: str) -> tuple[str, ...]:
+    """The blocks of aunet's rows on ``dataset``: ICC, MSE, and RMSE where the paper reports it."""
+    papers = [table for table in (paper_table(dataset), *paper_comparisons(dataset)) if table]
+    rmse = any(table.error_name == "rmse" for table in papers)
+    return ("icc", "mse", "rmse") if rmse else ("icc", "mse")
 
 
 def best_experiments(
@@ -175,29 +262,109 @@ def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
 
 
-def _blocks_table(results: Sequence[MethodResults], au_names: Sequence[str], digits: int) -> str:
-    """Table 2's layout: an ICC block and an MSE block, the best of each column in bold."""
+def _blocks_table(
+    results: Sequence[MethodResults],
+    au_names: Sequence[str],
+    digits: int,
+    blocks: Sequence[str],
+    unranked: Sequence[MethodResults] = (),
+) -> str:
+    """Table 2's layout: a block of rows per metric, the best of each column in bold.
+
+    ``unranked`` rows follow ``results`` in each block and are never bold (aunet's rows under
+    the paper's, which are ranked as printed).
+    """
     columns = [*au_names, AVERAGE]
+    labels = {name: label for name, label, _ in BLOCKS}
     rows = []
-    for block, label, _ in BLOCKS:
+    for block in blocks:
         best = {column: best_experiments(results, block, column, digits) for column in columns}
-        for i, result in enumerate(results):
+        for i, result in enumerate([*results, *unranked]):
             cells = []
             for column in columns:
                 text = _number(result.block(block).get(column), digits)
-                cells.append(f"**{text}**" if result.experiment in best[column] else text)
-            rows.append([label if i == 0 else "", result.method, *cells])
+                ranked = i < len(results) and result.experiment in best[column]
+                cells.append(f"**{text}**" if ranked else text)
+            rows.append([labels[block] if i == 0 else "", result.method, *cells])
     return markdown_table(["", "Method", *au_names, "Avg."], rows, right=2)
 
 
-def load_complexity(path: Path = COMPLEXITY_FILE) -> dict[str, dict[str, Any]]:
-    """``bench/results/complexity.json`` (``make bench-complexity``), or ``{}`` if missing."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise TableError(f"{path}: not JSON ({error}); re-run `make bench-complexity`") from None
+@dataclass(frozen=True)
+class RowModel:
+    """The network behind a table row, as counted; ``cost`` is None where it is unknown.
+
+    Args:
+        cost: its parameters and FLOPs, at ``cost.image_size``.
+        fan: the FAN layout inside it (:func:`aunet.models.fan_layout_name`), or
+            :data:`NO_FAN`.
+        unknown: why ``cost`` is None (no run folders in the report, a deleted checkpoint).
+    """
+
+    cost: Complexity | None
+    fan: str = "–"
+    unknown: str = ""
+
+
+class ModelCounter:
+    """Counts the networks of table rows, each distinct network once (:meth:`row_model`)."""
+
+    def __init__(self) -> None:
+        self._counted: dict[str, RowModel] = {}
+
+    def row_model(self, result: MethodResults) -> RowModel:
+        """The network the row's runs trained, rebuilt from their checkpoints and counted.
+
+        Raises:
+            TableError: naming the checkpoint, when it is not an aunet AU checkpoint, or when
+                two folds of the row trained different networks.
+        """
+        if not result.run_dirs:
+            return RowModel(None, unknown="its report names no run folders")
+        counted: dict[str, tuple[Path, RowModel]] = {}
+        for run_dir in result.run_dirs:
+            try:
+                path = cv.checkpoint_file(Path(run_dir), result.checkpoint)
+            except cv.CVError:
+                return RowModel(None, unknown=f"{run_dir} has no {result.checkpoint} checkpoint")
+            key, model = self._count(path)
+            counted.setdefault(key, (path, model))
+        if len(counted) > 1:
+            (first, _), (second, _) = list(counted.values())[:2]
+            raise TableError(
+                f"{result.experiment}: its folds trained different networks ({first} and "
+                f"{second} differ in {', '.join(ARCHITECTURE_HPARAMS)} or image_size); re-run "
+                "its cross-validation"
+            )
+        return next(iter(counted.values()))[1]
+
+    def _count(self, path: Path) -> tuple[str, RowModel]:
+        """``(architecture key, counted network)`` of one checkpoint, counted once per key."""
+        # Imported here: only counting needs the inference module (and its OpenCV import).
+        from aunet.inference import (
+            CheckpointError,
+            checkpoint_image_size,
+            read_checkpoint,
+            rebuild_module,
+        )
+
+        try:
+            checkpoint = read_checkpoint(path, mmap=True)  # the hyperparameters, not the weights
+            image_size = checkpoint_image_size(checkpoint, path)
+            hparams = checkpoint["hyper_parameters"]
+            shape = {name: hparams.get(name) for name in ARCHITECTURE_HPARAMS}
+            key = json.dumps({**shape, "image_size": image_size}, sort_keys=True, default=str)
+            if key not in self._counted:
+                with torch.device("meta"):
+                    network = rebuild_module(checkpoint, path, weights=False).model
+                fan = fan_of(network)
+                self._counted[key] = RowModel(
+                    measure(network, image_size), fan_layout_name(fan) if fan else NO_FAN
+                )
+        except CheckpointError as error:
+            raise TableError(str(error)) from None
+        except ValueError as error:  # the saved input size does not fit the network
+            raise TableError(f"{path}: cannot count the row's network: {error}") from None
+        return key, self._counted[key]
 
 
 def _millions(value: float | None) -> str:
@@ -206,23 +373,25 @@ def _millions(value: float | None) -> str:
 
 def _complexity_table(
     results: Sequence[MethodResults],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     digits: int,
 ) -> str:
     """Table 5's layout: parameters, FLOPs and average ICC, aunet's and the paper's."""
     paper_icc = {r.experiment: r.icc[AVERAGE] for r in paper_results(paper)} if paper else {}
-    header = ["Method", "Params", "Trainable", "GFLOPs", "ICC Avg."]
+    header = ["Method", "Input", "Params", "Trainable", "GFLOPs", "ICC Avg."]
     if paper:
         header += ["Paper: params", "Paper: GFLOPs", f"Paper: ICC ({paper.dataset})"]
     rows = []
     for result in results:
-        measured = complexity.get(result.experiment, {})
+        cost = models[result.experiment].cost
+        size = cost.image_size if cost else None
         row = [
             result.method,
-            _millions(measured.get("params")),
-            _millions(measured.get("trainable_params")),
-            _number(measured.get("gflops"), 2),
+            "–" if size is None else f"{size} px",
+            _millions(cost.params if cost else None),
+            _millions(cost.trainable_params if cost else None),
+            _number(cost.gflops if cost else None, 2),
             _number(result.icc[AVERAGE], digits),
         ]
         if paper:
@@ -248,24 +417,64 @@ def _protocol(dataset: str) -> str:
     )
 
 
+def _complexity_notes(
+    results: Sequence[MethodResults], models: Mapping[str, RowModel]
+) -> list[str]:
+    """What the complexity block's reader must know: which FANs, what is unknown, and why."""
+    layouts: dict[str, list[str]] = {}
+    for result in results:
+        fan = models[result.experiment].fan
+        if fan not in (NO_FAN, "–"):
+            layouts.setdefault(fan, []).append(f"`{result.experiment}`")
+    notes = []
+    if len(layouts) == 1:
+        notes.append(f"The FAN in every row's network has one layout: {next(iter(layouts))}.")
+    elif layouts:
+        named = "; ".join(f"{fan}: {', '.join(names)}" for fan, names in layouts.items())
+        notes.append(
+            f"**The rows run over different FAN layouts** ({named}; see Settings), so their "
+            "costs differ by that too."
+        )
+    if "adapt_finetune" in models:
+        notes.append(
+            "Adaptation + fine-tuning: trainable in its first stage; once it unfreezes the FAN "
+            "(`UnfreezeBackbone`), every parameter trains."
+        )
+    notes += [
+        f"{r.method}: not counted, {models[r.experiment].unknown}."
+        for r in results
+        if models[r.experiment].cost is None
+    ]
+    return [" ".join(notes), ""] if notes else []
+
+
 def render_markdown(
     dataset: str,
     results: Sequence[MethodResults],
     au_names: Sequence[str],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     missing: Sequence[str] = (),
     digits: int = 2,
+    comparisons: Sequence[PaperTable] = (),
 ) -> str:
-    """The whole ``table.md``: Table 2 layout, Table 5 layout, the paper's table, the settings."""
+    """The whole ``table.md``: Table 2 layout, Table 5 layout, the paper's tables, the settings."""
+    blocks = table_blocks(dataset)
+    rmse = (
+        " RMSE is the square root of each AU's MSE, as the paper's FERA2017 errors (Sec. 7.3); "
+        "its Avg. is the mean of those roots, as the paper averages them, which is not the "
+        "root of the MSE Avg."
+        if "rmse" in blocks
+        else ""
+    )
     lines = [
         f"# aunet on {dataset}: every method, as the paper's Tables 2 and 3",
         "",
-        f"ICC(3,1) and MSE per AU (Sec. 5.2), {_protocol(dataset)}, from "
-        f"`runs/cv/<experiment>-{dataset}/report.json`. Best per column in **bold** (highest "
-        f"ICC, lowest MSE, compared as printed).",
+        f"ICC(3,1){', MSE and RMSE' if 'rmse' in blocks else ' and MSE'} per AU (Sec. 5.2), "
+        f"{_protocol(dataset)}, from `runs/cv/<experiment>-{dataset}/report.json`. Best per "
+        f"column in **bold** (highest ICC, lowest error, compared as printed).{rmse}",
         "",
-        _blocks_table(results, au_names, digits),
+        _blocks_table(results, au_names, digits, blocks),
         "",
         "![ICC and MSE per AU and method](table.png)",
         "",
@@ -276,29 +485,45 @@ def render_markdown(
         "## Complexity (Table 5 layout)",
         "",
         "Parameters (all, and trainable: a frozen FAN counts in the first only) and GFLOPs of one "
-        "256 x 256 image for 12 AUs, from `bench/results/complexity.json` "
-        "(`make bench-complexity`: the paper-size models over `experiments/fan.yaml`'s FAN, "
-        "whatever size the runs above were trained at), beside the average ICC above"
-        + (f" and the paper's Table 5 with its {paper.dataset} ICC." if paper else "."),
+        "image at the row's own input size (Input), of the network each row trained: rebuilt "
+        "from its runs' checkpoints (strategy, FAN layout, options and AUs as saved; "
+        "reparametrisation folded) and counted by `aunet/models/complexity.py`. Beside them, the "
+        "average ICC above"
+        + (
+            f" and the paper's Table 5 (256 x 256 images over its light FAN) with its "
+            f"{paper.dataset} ICC."
+            if paper
+            else "."
+        ),
         "",
-        _complexity_table(results, complexity, paper, digits),
+        _complexity_table(results, models, paper, digits),
         "",
+        *_complexity_notes(results, models),
     ]
-    if not complexity:
-        lines += ["`bench/results/complexity.json` is missing: run `make bench-complexity`.", ""]
     if paper:
         lines += _paper_section(dataset, paper, digits)
+    for comparison in comparisons:
+        lines += _comparison_section(comparison, results, digits)
     lines += [
         "## Settings",
         "",
         markdown_table(
-            ["Experiment", "ARGS (extra `aunet fit` flags)", "Frames scored"],
+            ["Experiment", "FAN", "ARGS (extra `aunet fit` flags)", "Frames scored"],
             [
-                [f"`{r.experiment}`", f"`{r.settings}`" if r.settings else "–", str(r.frames)]
+                [
+                    f"`{r.experiment}`",
+                    models[r.experiment].fan,
+                    f"`{r.settings}`" if r.settings else "–",
+                    str(r.frames),
+                ]
                 for r in results
             ],
-            right=2,
+            right=3,
         ),
+        "",
+        "FAN: the layout of the FAN inside each row's network, read from its checkpoints: the "
+        "backbone it transferred from (frozen, or fine-tuned), or, trained from scratch, the "
+        "AU-Net's own.",
         "",
     ]
     return "\n".join(lines)
@@ -311,13 +536,61 @@ def _paper_section(dataset: str, paper: PaperTable, digits: int) -> list[str]:
         if paper.dataset != dataset and dataset == "synthetic"
         else ""
     )
-    error = "" if paper.error_name == "MSE" else f" Its error block is {paper.error_name}."
+    error = (
+        f" Its error block is {paper.error_name.upper()} ({paper.error_label})."
+        if paper.error_label
+        else ""
+    )
     return [
         f"## The paper's numbers ({paper.source})",
         "",
         f"As printed (`aunet/paper_results.py`), best per column in bold.{caveat}{error}",
         "",
-        _blocks_table(paper_results(paper), paper.au_names, min(digits, 2)),
+        _blocks_table(
+            paper_results(paper), paper.au_names, min(digits, 2), ("icc", paper.error_name)
+        ),
+        "",
+    ]
+
+
+def _comparison_section(
+    table: PaperTable, results: Sequence[MethodResults], digits: int
+) -> list[str]:
+    """A table of the paper against earlier work, with aunet's rows of the same methods below.
+
+    aunet's rows join only when they scored what the paper's did (the same partition).
+    """
+    printed = {r.experiment: r for r in paper_results(table)}
+    matching = [r for r in results if r.experiment in printed]
+    ours = [
+        replace(r, method=f"aunet: {r.method} (as {printed[r.experiment].method})")
+        for r in matching
+        if r.partition == table.partition
+    ]
+    if ours:
+        below = "Below them, aunet's rows of the same methods, on the same partition (not ranked)."
+    elif matching:
+        scored = ", ".join(sorted({str(r.partition) for r in matching}))
+        below = (
+            f"aunet's rows of its methods are not shown: they scored {scored}, this table "
+            f"{table.partition}."
+        )
+    else:
+        below = ""
+    return [
+        f"## The paper against earlier work ({table.source})",
+        "",
+        f"As printed (`aunet/paper_results.py`), best per column in bold among the paper's rows: "
+        f"(*) results the paper quotes from the reference, † its in-house reproductions, "
+        f'"Ours" its adaptation layers; – not reported. {below}'.rstrip(),
+        "",
+        _blocks_table(
+            list(printed.values()),
+            table.au_names,
+            min(digits, 2),
+            ("icc", table.error_name),
+            unranked=ours,
+        ),
         "",
     ]
 
@@ -325,21 +598,23 @@ def _paper_section(dataset: str, paper: PaperTable, digits: int) -> list[str]:
 def csv_rows(
     results: Sequence[MethodResults],
     au_names: Sequence[str],
-    complexity: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, RowModel],
     paper: PaperTable | None,
     digits: int = 2,
+    blocks: Sequence[str] = ("icc", "mse"),
+    comparisons: Sequence[PaperTable] = (),
 ) -> list[dict[str, Any]]:
-    """The rows of ``table.csv`` (see the module docstring), aunet's then the paper's."""
+    """The rows of ``table.csv`` (see the module docstring): aunet's, then each paper table's."""
     columns = [*au_names, AVERAGE]
-    sources: list[tuple[str, Sequence[MethodResults]]] = [("aunet", results)]
-    if paper:
-        sources.append((f"paper ({paper.source})", paper_results(paper)))
+    sources: list[tuple[str, Sequence[MethodResults], Sequence[str]]] = [("aunet", results, blocks)]
+    for table in (paper, *comparisons) if paper else comparisons:
+        sources.append((f"paper ({table.source})", paper_results(table), ("icc", table.error_name)))
     rows = []
-    for source, source_results in sources:
-        for block, _, _ in BLOCKS:
+    for source, source_results, source_blocks in sources:
+        for block in source_blocks:
             best = {c: best_experiments(source_results, block, c, digits) for c in columns}
             for result in source_results:
-                measured = complexity.get(result.experiment, {}) if source == "aunet" else {}
+                model = models[result.experiment] if source == "aunet" else RowModel(None)
                 rows.append(
                     {
                         "source": source,
@@ -348,10 +623,22 @@ def csv_rows(
                         "method": result.method,
                         **{c: result.block(block).get(c) for c in columns},
                         "best_in": " ".join(c for c in columns if result.experiment in best[c]),
-                        **{c: measured.get(c) for c in COMPLEXITY_COLUMNS},
+                        **_complexity_cells(model),
                     }
                 )
     return rows
+
+
+def _complexity_cells(model: RowModel) -> dict[str, Any]:
+    """The :data:`COMPLEXITY_COLUMNS` of a CSV row (None where unknown)."""
+    cost = model.cost
+    return {
+        "params": cost.params if cost else None,
+        "trainable_params": cost.trainable_params if cost else None,
+        "gflops": cost.gflops if cost else None,
+        "image_size": cost.image_size if cost else None,
+        "fan": model.fan if cost else None,
+    }
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
@@ -381,7 +668,7 @@ def plot_grouped_bars(
     width = 0.85 / max(len(results), 1)
     figure, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.2 * len(columns)), 7.0))
     colours = plt.get_cmap("tab10")
-    for axis, (block, label, _) in zip(axes, BLOCKS, strict=True):
+    for axis, (block, label, _) in zip(axes, BLOCKS[:2], strict=True):  # ICC and MSE
         for i, result in enumerate(results):
             values = [result.block(block).get(c) for c in columns]
             axis.bar(
@@ -414,7 +701,6 @@ def build_table(
     experiments: Sequence[str] = EXPERIMENT_ORDER,
     cv_root: Path = cv.CV_ROOT,
     out_root: Path = TABLES_ROOT,
-    complexity_file: Path = COMPLEXITY_FILE,
     digits: int = 2,
 ) -> TableFiles:
     """Write ``table.md``, ``table.csv`` and ``table.png`` from the reports that exist.
@@ -422,7 +708,8 @@ def build_table(
     Experiments without a report are listed as not run yet.
 
     Raises:
-        TableError: when no experiment has a report, or two reports score different AUs.
+        TableError: when no experiment has a report, two reports score different AUs, or a
+            row's checkpoint cannot be counted (see :meth:`ModelCounter.row_model`).
     """
     ordered = order_experiments(experiments)
     missing = missing_experiments(ordered, dataset, cv_root)
@@ -439,15 +726,17 @@ def build_table(
                 f"{report_file(result.experiment, dataset, cv_root)} scores other AUs than "
                 f"{report_file(results[0].experiment, dataset, cv_root)}; re-run one of them"
             )
-    complexity = load_complexity(complexity_file)
+    counter = ModelCounter()
+    models = {result.experiment: counter.row_model(result) for result in results}
     paper = paper_table(dataset)
+    comparisons = paper_comparisons(dataset)
     folder = table_folder(dataset, out_root)
     markdown = folder / "table.md"
     with cv.atomic_path(markdown) as temporary:
         temporary.write_text(
-            render_markdown(dataset, results, au_names, complexity, paper, missing, digits)
+            render_markdown(dataset, results, au_names, models, paper, missing, digits, comparisons)
         )
-    rows = csv_rows(results, au_names, complexity, paper, digits)
+    rows = csv_rows(results, au_names, models, paper, digits, table_blocks(dataset), comparisons)
     title = f"aunet on {dataset}: ICC and MSE per AU ({len(results)} methods)"
     return TableFiles(
         folder,

@@ -3,13 +3,10 @@
 Run as ``python -m bench.complexity`` (``make bench-complexity``). Each experiment's model is
 built exactly as its config says (``experiments/base.yaml`` overlaid with
 ``experiments/<name>.yaml``), for 12 AUs (DISFA) over a randomly initialised FAN of the
-architecture that ``experiments/fan.yaml`` pre-trains. Counted:
-
-* ``params``: every parameter, a frozen backbone's included (Table 5's "Num. of parameters");
-* ``trainable_params``: those with ``requires_grad``;
-* ``gflops``: FLOPs of one 256 x 256 image at inference, from ``torch.utils.flop_counter``
-  (a multiply-add is 2 FLOPs; convolutions and matrix products only). Reparametrisation is
-  counted folded (:meth:`~aunet.models.ReparametrisedFAN.fold`), which is how it is deployed.
+architecture that ``experiments/fan.yaml`` pre-trains, and counted at 256 x 256 by
+:mod:`aunet.models.complexity` (parameters, trainable parameters, inference GFLOPs with
+reparametrisation folded; the same counting as ``make table``'s complexity block, which counts
+each row's own trained network instead).
 
 Writes ``bench/results/complexity.json`` as ``{"<experiment>": {"params": int,
 "trainable_params": int, "gflops": float}}`` and prints the table.
@@ -23,28 +20,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from aunet.models import FAN, FANConfig, build_strategy
+from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
+from aunet.paper_results import PAPER_METHODS, PAPER_TABLE_5
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
 RESULTS = ROOT / "bench" / "results" / "complexity.json"
 NUM_AUS = 12  # DISFA, as in Table 5
 IMAGE_SIZE = 256
-#: Table 5 of the paper: experiment -> (row name, parameters, FLOPs).
-PAPER_TABLE_5: dict[str, tuple[str, float, float]] = {
-    "resnet18": ("ResNet-18", 11.17e6, 4.75e9),
-    "scratch": ("Scratch", 1.65e6, 5.21e9),
-    "finetune": ("Fine-tuning", 1.65e6, 5.21e9),
-    "reparam": ("Reparametrisation", 1.79e6, 5.21e9),
-    "attention": ("Attention maps", 2.65e6, 6.32e9),
-    "adapt": ("Adaptation layers", 2.65e6, 6.32e9),
-}
 FAN_MODULE = "aunet.training.FANModule"
+METHOD_NAMES = dict(PAPER_METHODS)
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -88,16 +76,13 @@ def build_model(name: str, fan_config: FANConfig, folder: Path = EXPERIMENTS) ->
     return build_strategy(init_args["strategy"], NUM_AUS, FAN(fan_config), **options)
 
 
-def measure(model: nn.Module, image_size: int = IMAGE_SIZE) -> dict[str, Any]:
-    """Parameters, trainable parameters and inference GFLOPs of one ``image_size`` image."""
-    deployed = model.fold() if hasattr(model, "fold") else model
-    images = torch.rand(1, 3, image_size, image_size)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        deployed.eval()(images)
+def measure(name: str, fan_config: FANConfig, folder: Path = EXPERIMENTS) -> dict[str, Any]:
+    """An experiment's parameters, trainable parameters and GFLOPs of one 256 x 256 image."""
+    cost = measure_architecture(lambda: build_model(name, fan_config, folder), IMAGE_SIZE)
     return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "gflops": round(counter.get_total_flops() / 1e9, 3),
+        "params": cost.params,
+        "trainable_params": cost.trainable_params,
+        "gflops": round(cost.gflops, 3),
     }
 
 
@@ -113,10 +98,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"{name:<16}{row['params']:>12,}{row['trainable_params']:>12,}{row['gflops']:>8.2f}"
         )
         if name in PAPER_TABLE_5:
-            label, params, flops = PAPER_TABLE_5[name]
+            printed = PAPER_TABLE_5[name]
             paper = (
-                f"   {label:<19}{params / 1e6:>7.2f}M{flops / 1e9:>8.2f}"
-                f"{row['params'] / params:>10.2f}{row['gflops'] * 1e9 / flops:>9.2f}"
+                f"   {METHOD_NAMES[name]:<19}{printed.params / 1e6:>7.2f}M"
+                f"{printed.flops / 1e9:>8.2f}{row['params'] / printed.params:>10.2f}"
+                f"{row['gflops'] * 1e9 / printed.flops:>9.2f}"
             )
         else:
             paper = "   -"
@@ -130,11 +116,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     parser.add_argument("--experiments", type=Path, default=EXPERIMENTS, help="config folder")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
     fan_section = model_section("fan", args.experiments)
     fan_config = FANConfig.from_dict(fan_section["init_args"]["fan_config"])
     results = {
-        name: measure(build_model(name, fan_config, args.experiments))
+        name: measure(name, fan_config, args.experiments)
         for name in experiment_names(args.experiments)
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

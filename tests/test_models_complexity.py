@@ -1,15 +1,73 @@
-"""The experiment configs build their models, and the complexity benchmark counts them right."""
+"""Parameters and FLOPs as counted, and the complexity benchmark over every experiment config."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
+from torch import nn
 
-from aunet.models import FAN, LIGHT_FAN_CONFIG, STRATEGIES, FANConfig
+from aunet.models import (
+    FAN,
+    LIGHT_FAN_CONFIG,
+    OFFICIAL_2DFAN4_CONFIG,
+    STRATEGIES,
+    FANConfig,
+    build_strategy,
+    fan_layout_name,
+    fan_of,
+    measure,
+    measure_architecture,
+)
 from bench import complexity
 
 TINY = FANConfig(width=16, depth=2)
+
+
+def tiny_conv_net() -> nn.Sequential:
+    """3 -> 4 channels (3x3, padding 1), ReLU, 4 -> 2 channels (1x1); the first conv frozen."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    net[0].requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_tiny_conv_net_counts_as_by_hand(device) -> None:
+    with torch.device(device):
+        cost = measure(tiny_conv_net(), image_size=8)
+    # Weights and biases: 4 x 3 x 3 x 3 + 4, then 2 x 4 + 2; the first conv is frozen.
+    assert (cost.params, cost.trainable_params) == (122, 10)
+    # 2 FLOPs per multiply-add, per output value: 8 x 8 x 4 outputs of 27, 8 x 8 x 2 of 4.
+    assert cost.flops == 2 * (64 * 4 * 27 + 64 * 2 * 4)
+    assert cost.image_size == 8 and cost.gflops == cost.flops / 1e9
+    assert measure(tiny_conv_net(), None).flops is None
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_counting_on_meta_equals_counting_on_the_cpu(strategy) -> None:
+    def build() -> nn.Module:
+        return build_strategy(strategy, 12, FAN(TINY))  # 12 AUs: attention's DISFA default
+
+    assert measure_architecture(build, 32) == measure(build(), 32)
+
+
+def test_reparametrisation_is_counted_folded() -> None:
+    reparam = measure_architecture(lambda: build_strategy("reparam", 5, FAN(TINY)), 32)
+    finetune = measure_architecture(lambda: build_strategy("finetune", 5, FAN(TINY)), 32)
+    assert reparam.flops == finetune.flops  # the folded network is a plain FAN
+    assert reparam.params > finetune.params > reparam.trainable_params
+
+
+def test_fan_layouts_are_named_whatever_their_number_of_maps() -> None:
+    official = dataclasses.replace(OFFICIAL_2DFAN4_CONFIG, num_landmarks=12)
+    assert fan_layout_name(official) == "2DFAN-4 (4 stacks, 256 ch)"
+    assert fan_layout_name(LIGHT_FAN_CONFIG) == "aunet light FAN (1 stack, 128 ch)"
+    assert fan_layout_name(TINY) == "FAN (width=16, depth=2)"
+    assert fan_of(build_strategy("adapt", 5, FAN(TINY))) == TINY  # its frozen backbone
+    assert fan_of(build_strategy("scratch", 5)).num_landmarks == 5  # the AU-Net itself
+    assert fan_of(build_strategy("resnet18", 5)) is None
 
 
 def test_every_strategy_has_an_experiment_and_every_experiment_builds() -> None:

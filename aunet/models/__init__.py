@@ -2,11 +2,19 @@
 
 No losses, optimisers or logging here (those live in :mod:`aunet.training`). Start from
 :func:`build_strategy` (the names the experiment configs use) and :func:`load_fan`; the
-architecture notes and the complexity table are in ``docs/models.md``.
+architecture notes and the complexity table are in ``docs/models.md``; parameters and FLOPs
+are counted by :mod:`aunet.models.complexity`.
 """
 
 from aunet.models.adaptation import AdaptationLayers, AdaptationNetwork, AUHourglass
 from aunet.models.backbone import FANBackbone
+from aunet.models.complexity import (
+    Complexity,
+    fan_layout_name,
+    fan_of,
+    measure,
+    measure_architecture,
+)
 from aunet.models.fan import (
     FAN,
     LIGHT_FAN_CONFIG,
@@ -29,6 +37,7 @@ __all__ = [
     "AUHourglass",
     "AdaptationLayers",
     "AdaptationNetwork",
+    "Complexity",
     "ConvBlock",
     "FANBackbone",
     "FANConfig",
@@ -37,7 +46,11 @@ __all__ = [
     "ReparametrisedFAN",
     "ResNet18",
     "build_strategy",
+    "fan_layout_name",
+    "fan_of",
     "load_fan",
+    "measure",
+    "measure_architecture",
     "retarget_fan",
     "save_fan",
 ]
