@@ -215,16 +215,26 @@ class StopOnNonFiniteLoss(Callback):
 class MetricsJson(Callback):
     """Write the final validation metrics, ``global_step`` and ``epoch`` to ``metrics.json``.
 
+    A fit resumed from the final checkpoint of a finished run trains and validates nothing, and
+    leaves the file it wrote then as it is.
+
     Args:
         path: the file (``runs/<experiment>/<dataset>/fold<k>/<timestamp>/metrics.json``).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._trained = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Note that this fit runs its loop (Lightning skips it when no epoch is left)."""
+        self._trained = True
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Collect every logged ``val/...`` value; NaN becomes null in the JSON."""
+        if not self._trained and self.path.exists():
+            return
         values: dict[str, Any] = {
             key: _json_number(float(value))
             for key, value in trainer.callback_metrics.items()
