@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pytorch_lightning.callbacks import BaseFinetuning, Callback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import au_panel
 
 
@@ -335,6 +337,12 @@ class HeatmapOverlays(Callback):
 class UnfreezeBackbone(BaseFinetuning):
     """Second stage of ``adapt_finetune`` (Sec. 6.5): unfreeze the FAN and fine-tune it all.
 
+    The FAN joins the optimiser as a second parameter group on the head's cosine schedule, at
+    ``lr_factor`` times the head's learning rate throughout
+    (:func:`aunet.training.common.add_scheduled_param_group`). A fit resumed after ``at_epoch``
+    gets both groups back (Lightning's ``BaseFinetuning`` restores them, the checkpoint their
+    state and the schedule's), and the FAN trainable again.
+
     Args:
         at_epoch: the epoch at which the FAN joins the optimiser.
         lr_factor: its learning rate relative to the head's (a small one, as in fine-tuning).
@@ -348,14 +356,35 @@ class UnfreezeBackbone(BaseFinetuning):
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
         """Nothing to do: the ``adapt_finetune`` strategy builds its FAN frozen."""
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """On a resume, restore the optimiser's groups; unfreeze the FAN if it is among them."""
+        super().on_fit_start(trainer, pl_module)
+        backbone = pl_module.model.backbone.parameters()
+        if _in_optimiser(trainer.optimizers[0], backbone):
+            pl_module.model.unfreeze_backbone()
+
     def finetune_function(
         self, pl_module: pl.LightningModule, epoch: int, optimizer: torch.optim.Optimizer
     ) -> None:
         """At ``at_epoch``, make the FAN trainable and add it to the optimiser."""
-        if epoch != self.at_epoch:
+        backbone = list(pl_module.model.backbone.parameters())
+        if epoch != self.at_epoch or _in_optimiser(optimizer, backbone):
             return
         pl_module.model.unfreeze_backbone()
-        head_lr = optimizer.param_groups[0]["lr"]
-        self.unfreeze_and_add_param_group(
-            pl_module.model.backbone, optimizer, lr=head_lr * self.lr_factor
-        )
+        schedulers = [
+            config.scheduler
+            for config in pl_module.trainer.lr_scheduler_configs
+            if config.scheduler.optimizer is optimizer
+        ]
+        add_scheduled_param_group(optimizer, schedulers, backbone, self.lr_factor)
+
+
+def _in_optimiser(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> bool:
+    """Whether any of ``params`` is in one of the optimiser's groups.
+
+    By identity: Lightning's ``BaseFinetuning.filter_on_optimizer`` compares values, and so left
+    out every FAN BatchNorm weight and bias equal to one of the head's (20 of the 115 tensors of
+    an untrained test FAN, all ones or zeros).
+    """
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return any(id(p) in held for p in params)
