@@ -341,7 +341,8 @@ class UnfreezeBackbone(BaseFinetuning):
     ``lr_factor`` times the head's learning rate throughout
     (:func:`aunet.training.common.add_scheduled_param_group`). A fit resumed after ``at_epoch``
     gets both groups back (Lightning's ``BaseFinetuning`` restores them, the checkpoint their
-    state and the schedule's), and the FAN trainable again.
+    state and the schedule's), and the FAN trainable again. Under DDP the FAN's gradients are
+    averaged over the processes here (:meth:`on_after_backward`).
 
     Args:
         at_epoch: the epoch at which the FAN joins the optimiser.
@@ -377,6 +378,25 @@ class UnfreezeBackbone(BaseFinetuning):
             if config.scheduler.optimizer is optimizer
         ]
         add_scheduled_param_group(optimizer, schedulers, backbone, self.lr_factor)
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Under DDP, average the FAN's gradients over the processes, as DDP does the head's.
+
+        DDP reduces only the parameters that needed gradients when it wrapped the model, and
+        the FAN was frozen then: each process would train its own FAN (measured: two processes'
+        FANs differed after one unfrozen epoch while their heads agreed). Done after each
+        backward pass, before mixed precision unscales and checks the gradients, so every
+        process sees the same ones; one all-reduce of the FAN's gradients flattened.
+        """
+        if trainer.world_size == 1:
+            return
+        grads = [p.grad for p in pl_module.model.backbone.parameters() if p.grad is not None]
+        if not grads:  # the FAN is still frozen
+            return
+        flat = torch.cat([grad.flatten() for grad in grads])
+        mean = trainer.strategy.reduce(flat, reduce_op="mean")
+        for grad, part in zip(grads, mean.split([grad.numel() for grad in grads]), strict=True):
+            grad.copy_(part.view_as(grad))
 
 
 def _in_optimiser(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> bool:
