@@ -126,8 +126,8 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
 
     The newer of ``checkpoints/last.ckpt`` (rewritten at every epoch end and save point) and
     the ``hpc_ckpt_<n>.ckpt`` that aunet saves when SLURM signals a job before its time limit
-    (mid-epoch, so the newer one until the next epoch end). A finished run's is its final
-    state, from which Lightning trains nothing more.
+    (mid-epoch, so the newer one until the next epoch end). For a finished run it is the
+    final state, from which Lightning trains nothing more.
     """
     candidates = [last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")]
     existing = [path for path in candidates if path.exists()]
@@ -161,6 +161,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
 
     Best by validation NME on the landmark store's held-out subjects, which no AU experiment
     scores on (``last.ckpt`` if no validation ran: :func:`aunet.run_checkpoints.best_checkpoint`).
+
     The configs are ``experiments/fan.yaml`` and, when there is one, the store's own
     ``experiments/data/<store name>.yaml`` (``synthetic_landmarks.yaml`` sizes the CPU demo).
     """
