@@ -7,9 +7,10 @@ differs from ``experiments/base.yaml``, the AU list flows from the data to the m
     runs/<experiment>/<dataset>/fold<k>/<timestamp>/
 
 holding the resolved ``config.yaml``, ``checkpoints/`` (best by the monitored metric, and
-``last.ckpt``), ``metrics.json``, the CSV logs (``csv/version_<n>/metrics.csv``, one per start),
-heatmap overlay PNGs and the W&B run files. W&B is
-offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads later.
+``last.ckpt``, the state at the latest epoch end or save point), ``metrics.json``, the CSV logs
+(``csv/version_<n>/metrics.csv``, one per start), heatmap overlay PNGs and the W&B run files.
+W&B is offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads
+later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from aunet.guards import (
     sigterm_exit_status,
     writable_run_folder,
 )
+from aunet.run_checkpoints import BEST_CHECKPOINT_NAME, CHECKPOINT_FOLDER, LAST_CHECKPOINT
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
     AtomicCheckpointIO,
@@ -181,6 +183,25 @@ class WandbSummary(Callback):
                 logger.experiment.define_metric(self.metric, summary=self.summary)
 
 
+def last_checkpoint_callback(checkpoints: Path, **trigger: Any) -> ModelCheckpoint:
+    """A checkpoint callback that rewrites ``checkpoints/last.ckpt`` at every ``trigger``.
+
+    With no monitored metric and one file kept, Lightning saves at each trigger and overwrites
+    the file (no ``last-v1.ckpt``: the epoch-end and the step callbacks share it).
+
+    Args:
+        checkpoints: the run's checkpoint folder.
+        trigger: ``ModelCheckpoint``'s when-to-save arguments (``every_n_train_steps``, ...).
+    """
+    return ModelCheckpoint(
+        dirpath=checkpoints,
+        filename=Path(LAST_CHECKPOINT).stem,
+        save_top_k=1,
+        enable_version_counter=False,
+        **trigger,
+    )
+
+
 class AUNetCLI(LightningCLI):
     """LightningCLI with aunet's run folders, loggers, checkpoints and callbacks.
 
@@ -263,37 +284,37 @@ class AUNetCLI(LightningCLI):
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
         """Checkpoints, metrics.json, learning rate, W&B summary, SLURM requeue, safety stops.
 
-        Checkpoints: the best by the monitored metric and ``last.ckpt`` (at epoch ends, every
-        ``checkpoint_every_n_steps``, and at the step end after a SIGTERM); the fit stops on a
-        non-finite loss.
+        Checkpoints: the best by the monitored metric, and ``last.ckpt``, the newest state: at
+        every epoch end (after validation), every ``checkpoint_every_n_steps``, and at the step
+        end after a SIGTERM. The fit stops on a non-finite loss.
         """
         metric, mode = self.monitor
-        checkpoints = folder / "checkpoints"
+        checkpoints = folder / CHECKPOINT_FOLDER
         callbacks: list[Callback] = [
             ModelCheckpoint(
                 dirpath=checkpoints,
-                filename="best-epoch{epoch:03d}",
+                filename=BEST_CHECKPOINT_NAME,
                 monitor=metric,
                 mode=mode,
                 save_top_k=1,
-                save_last=True,
                 auto_insert_metric_name=False,
             ),
+            # Not save_last=True above: since Lightning 2.6 that rewrites last.ckpt only when a
+            # new best is saved at the same step, so last.ckpt stayed at the best epoch. At the
+            # train epoch end: after the epoch's validation, and in epochs without one too.
+            last_checkpoint_callback(checkpoints, save_on_train_epoch_end=True),
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
-            CheckpointOnSigterm(checkpoints / "last.ckpt"),
+            CheckpointOnSigterm(checkpoints / LAST_CHECKPOINT),
             RepairRestartAtEpochEnd(),
             StopOnNonFiniteLoss(),
         ]
         if settings.checkpoint_every_n_steps > 0:
             callbacks.append(
-                ModelCheckpoint(
-                    dirpath=checkpoints,
-                    save_last=True,
-                    save_top_k=0,
-                    every_n_train_steps=settings.checkpoint_every_n_steps,
+                last_checkpoint_callback(
+                    checkpoints, every_n_train_steps=settings.checkpoint_every_n_steps
                 )
             )
         return callbacks

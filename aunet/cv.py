@@ -46,6 +46,12 @@ import torch
 import yaml
 
 from aunet.metrics import icc, mse
+from aunet.run_checkpoints import (
+    CHECKPOINT_FOLDER,
+    LAST_CHECKPOINT,
+    best_checkpoint,
+    last_checkpoint,
+)
 from aunet.training.callbacks import write_json_atomically
 
 if TYPE_CHECKING:
@@ -352,21 +358,17 @@ def predictions_file(run_dir: str | os.PathLike, checkpoint: Checkpoint) -> Path
     return Path(run_dir) / f"predictions-{checkpoint}.csv"
 
 
-def checkpoint_file(run_dir: Path, checkpoint: Checkpoint) -> Path:
-    """``checkpoints/last.ckpt``, or the ``best-epochNNN.ckpt`` of the run.
+def checkpoint_file(run_dir: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """``checkpoints/last.ckpt``, or the run's best checkpoint (:mod:`aunet.run_checkpoints`).
 
     Raises:
         CVError: naming the run folder, when it has no such checkpoint.
     """
-    folder = Path(run_dir) / "checkpoints"
-    if checkpoint == "last":
-        found = [folder / "last.ckpt"] if (folder / "last.ckpt").exists() else []
-    else:
-        found = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        wanted = "last.ckpt" if checkpoint == "last" else "best-*.ckpt"
-        raise CVError(f"{folder}: no {wanted}; has the run trained?")
-    return found[-1]
+    path = last_checkpoint(run_dir) if checkpoint == "last" else best_checkpoint(run_dir)
+    if path is None or not path.exists():
+        wanted = LAST_CHECKPOINT if checkpoint == "last" else "best-epochNNN.ckpt"
+        raise CVError(f"{Path(run_dir) / CHECKPOINT_FOLDER}: no {wanted}; has the run trained?")
+    return path
 
 
 def require_same_aus(

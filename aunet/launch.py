@@ -37,6 +37,7 @@ import yaml
 from aunet import cv, robustness, tables
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.inference import CheckpointError
+from aunet.run_checkpoints import best_checkpoint, last_checkpoint
 
 EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
@@ -123,10 +124,12 @@ def new_run_folder(root: Path) -> Path:
 def resume_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a run continues from, or None.
 
-    The newer of ``checkpoints/last.ckpt`` and the ``hpc_ckpt_<n>.ckpt`` that Lightning saves
-    when SLURM signals a job before its time limit (mid-epoch, so usually the newer one).
+    The newer of ``checkpoints/last.ckpt`` (rewritten at every epoch end and save point) and
+    the ``hpc_ckpt_<n>.ckpt`` that aunet saves when SLURM signals a job before its time limit
+    (mid-epoch, so the newer one until the next epoch end). For a finished run it is the
+    final state, from which Lightning trains nothing more.
     """
-    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")]
     existing = [path for path in candidates if path.exists()]
     return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
 
@@ -156,6 +159,9 @@ def pretrained_synthetic_fan(extra: list[str]) -> Path:
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
     """Pre-train a FAN and copy its best checkpoint to checkpoints/.
 
+    Best by validation NME on the landmark store's held-out subjects, which no AU experiment
+    scores on (``last.ckpt`` if no validation ran: :func:`aunet.run_checkpoints.best_checkpoint`).
+
     The configs are ``experiments/fan.yaml`` and, when there is one, the store's own
     ``experiments/data/<store name>.yaml`` (``synthetic_landmarks.yaml`` sizes the CPU demo).
     """
@@ -174,8 +180,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
             command += ["--config", str(config)]
     run([*command, "--data.path", str(store), "--run.dir", str(folder),
          "--run.experiment", "fan", *extra])  # fmt: skip
-    best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
-    source = best[-1] if best else folder / "checkpoints" / "last.ckpt"
+    source = best_checkpoint(folder) or last_checkpoint(folder)
     target = CHECKPOINTS / f"fan_{name}.ckpt"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".ckpt.partial")
@@ -557,7 +562,7 @@ def robustness_study(
             print(f"no finished run in {root}: training one first (make train EXP={experiment} "
                   f"DATA={dataset})", flush=True)  # fmt: skip
             run_dir = train(experiment, dataset, None, fan, False, extra)
-            checkpoint = run_dir / "checkpoints" / "last.ckpt"
+            checkpoint = last_checkpoint(run_dir)
     folder = robustness.ROBUSTNESS_ROOT / f"{experiment}-{dataset}"
     print(f"robustness of {checkpoint} ({mode} noise, levels {', '.join(map(str, levels))} px)")
     robustness.run_study(checkpoint, folder, levels, mode, seed, every)

@@ -54,6 +54,7 @@ from aunet.data.augment import Resize
 from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.store import FrameStore
+from aunet.run_checkpoints import last_checkpoint
 from aunet.tables import markdown_table
 
 ROBUSTNESS_ROOT = Path("runs/robustness")
@@ -223,13 +224,13 @@ class PerturbedFrames(Dataset):
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """``last.ckpt`` of the newest finished run (one with ``metrics.json``) under ``root``."""
+    """``last.ckpt`` (the final model) of the newest finished run (with ``metrics.json``)."""
     finished = sorted(
         run
         for run in root.glob("*")
-        if (run / "metrics.json").exists() and (run / "checkpoints" / "last.ckpt").exists()
+        if (run / "metrics.json").exists() and last_checkpoint(run).exists()
     )
-    return finished[-1] / "checkpoints" / "last.ckpt" if finished else None
+    return last_checkpoint(finished[-1]) if finished else None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import plan_cross_validation
 from aunet.metrics import icc, mse
+from aunet.run_checkpoints import best_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")
@@ -160,9 +161,28 @@ def test_checkpoint_choice(tmp_path):
     with pytest.raises(cv.CVError, match=r"no last\.ckpt"):
         cv.checkpoint_file(folder.parent, "last")
     (folder / "last.ckpt").write_bytes(b"")
+    with pytest.raises(cv.CVError, match=r"no best-epochNNN\.ckpt"):
+        cv.checkpoint_file(folder.parent, "best")
     (folder / "best-epoch004.ckpt").write_bytes(b"")
     assert cv.checkpoint_file(folder.parent, "last").name == "last.ckpt"
     assert cv.checkpoint_file(folder.parent, "best").name == "best-epoch004.ckpt"
+
+
+def test_the_best_checkpoint_is_the_latest_epochs_latest_version_whatever_the_file_times(
+    tmp_path,
+):
+    """Files left by a fit killed between a best save and the next: the newest history wins."""
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for age, name in enumerate(
+        ["best-epoch100-v1.ckpt", "best-epoch100.ckpt", "best-epoch099.ckpt"]
+    ):
+        (folder / name).write_bytes(b"")
+        os.utime(folder / name, (1000 - age, 1000 - age))  # v1 the oldest file, as after a copy
+    (folder / "best-notes.ckpt").write_bytes(b"")  # not a name aunet writes: ignored
+    assert best_checkpoint(folder.parent) == folder / "best-epoch100-v1.ckpt"
+    assert cv.checkpoint_file(folder.parent, "best") == folder / "best-epoch100-v1.ckpt"
+    assert best_checkpoint(tmp_path / "elsewhere") is None
 
 
 def test_plan_round_trip_and_a_second_plan_keeps_the_run_folders(tmp_path, monkeypatch, capsys):

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from factories import write_store
+from pytorch_lightning.callbacks import Callback
 
 from aunet.cli import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.metrics import icc
-from aunet.models import FAN, FANConfig, save_fan
+from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.training import AUHeatmapModule
 
 pytestmark = pytest.mark.slow
@@ -40,20 +41,25 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
     return store, folder / "fan.pt"
 
 
-def common_args(inputs: tuple[Path, Path], run_dir: Path, batch_size: int) -> list[str]:
+def common_args(
+    inputs: tuple[Path, Path], run_dir: Path, batch_size: int, experiment: str = "adapt"
+) -> list[str]:
     store, fan = inputs
     return [
-        "--config", str(EXPERIMENTS / "base.yaml"), "--config", str(EXPERIMENTS / "adapt.yaml"),
+        "--config", str(EXPERIMENTS / "base.yaml"),
+        "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
         "--data.path", str(store), "--data.image_size", "32",
         "--data.batch_size", str(batch_size), "--data.num_workers", "0",
         "--model.init_args.fan", str(fan), "--run.dir", str(run_dir),
-        "--run.experiment", "adapt", "--run.wandb", "disabled",
+        "--run.experiment", experiment, "--run.wandb", "disabled",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     ]  # fmt: skip
 
 
 def run_aunet(arguments: list[str]) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent), "OMP_NUM_THREADS": "1"}
+    """``aunet`` in a child process, which can import this module's callbacks."""
+    path = os.pathsep.join([str(EXPERIMENTS.parent), str(Path(__file__).parent)])
+    environment = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([AUNET, *arguments], env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
@@ -110,3 +116,31 @@ def test_a_two_process_bf16_mixed_fit(inputs, tmp_path):
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert all(value.dtype == torch.float32 for value in checkpoint["state_dict"].values()
                if value.is_floating_point())  # fmt: skip
+
+
+class FanPerProcess(Callback):
+    """Save each process's FAN parameters at the end of the fit (``<prefix><rank>.pt``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        weights = [p.detach().flatten() for p in pl_module.model.backbone.parameters()]
+        torch.save(torch.cat(weights), f"{self.prefix}{trainer.global_rank}.pt")
+
+
+def test_adapt_finetune_trains_one_fan_over_two_processes(inputs, tmp_path):
+    """DDP reduces only what needed gradients when it wrapped the model, and the FAN joins the
+    optimiser later (``UnfreezeBackbone``): without its own reduction, each process trained a
+    FAN of its own while the heads agreed."""
+    run_dir, prefix = tmp_path / "run", str(tmp_path / "fan.rank")
+    arguments = common_args(inputs, run_dir, 4, experiment="adapt_finetune")
+    run_aunet(["fit", *arguments, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+               "--trainer.limit_val_batches", "1", "--trainer.callbacks.at_epoch", "1",
+               "--trainer.callbacks+", "test_ddp_training.FanPerProcess",
+               "--trainer.callbacks.prefix", prefix])  # fmt: skip
+    first, second = (torch.load(f"{prefix}{rank}.pt", weights_only=True) for rank in (0, 1))
+    initial = torch.cat([p.flatten() for p in load_fan(inputs[1]).parameters()])
+    assert not torch.equal(first, initial)  # the FAN trained in epoch 1
+    assert torch.equal(first, second)  # the same FAN in both processes

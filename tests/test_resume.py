@@ -1,5 +1,6 @@
-"""Resuming: at an epoch end, mid-epoch, after SLURM's warning signal; the same W&B run."""
+"""Resuming: at an epoch end, mid-epoch, after SLURM's signal, a finished run; the same W&B run."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,11 +14,12 @@ from factories import write_store
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from aunet.cli import AUCLI, wandb_run_id
+from aunet.cli import AUCLI, FANCLI, fan_main, wandb_run_id
 from aunet.cli import main as aunet_main
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import resumable_run, resume_checkpoint
 from aunet.models import FAN, FANConfig, save_fan
+from aunet.run_checkpoints import best_checkpoint
 from aunet.training.requeue import SlurmRequeue, next_hpc_checkpoint
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -232,3 +234,66 @@ def test_resuming_mid_epoch_from_a_step_checkpoint_ends_at_the_same_step(
         uninterrupted["epoch"],
         uninterrupted["global_step"],
     )
+
+
+# --------------------------------------------------------------------------------------------
+# last.ckpt is the final state, whatever the monitored metric does
+
+
+def csv_rows(run_dir: Path) -> int:
+    return sum(len(path.read_text().splitlines()) for path in run_dir.glob("csv/*/metrics.csv"))
+
+
+@pytest.mark.parametrize("cli", ["aunet", "aunet-fan"])
+def test_last_checkpoint_is_the_final_state_when_later_epochs_are_worse(
+    cli, inputs, tmp_path, monkeypatch
+):
+    """Only epoch 0 is "best" (the monitor is forced to ``epoch``, minimised); ``last.ckpt``
+    must still hold the end of the fit, and resuming the finished run must train nothing.
+
+    Lightning 2.6's ``save_last=True`` rewrote ``last.ckpt`` only when a new best was saved.
+    """
+    store, fan = inputs
+    cli_class, entry_point = (AUCLI, aunet_main) if cli == "aunet" else (FANCLI, fan_main)
+    monkeypatch.setattr(cli_class, "monitor", ("epoch", "min"))
+    run_dir = tmp_path / "run"
+    if cli == "aunet":
+        configs = ["--config", str(EXPERIMENTS / "base.yaml"),
+                   "--config", str(EXPERIMENTS / "adapt.yaml"), "--model.init_args.fan", str(fan),
+                   "--data.path", str(store)]  # fmt: skip
+    else:
+        landmarks = write_store(tmp_path / "landmarks.h5", DISFA_SUBJECTS[:9], 2, au_names=(),
+                                image_size=32)  # fmt: skip
+        configs = ["--config", str(EXPERIMENTS / "fan.yaml"), "--data.path", str(landmarks),
+                   "--model.init_args.fan_config", json.dumps(dataclasses.asdict(TINY_FAN)),
+                   "--data.val_fraction", "0.3"]  # fmt: skip
+    arguments = [
+        "fit", *configs, "--data.image_size", "32", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--run.dir", str(run_dir), "--run.wandb", "disabled",
+        "--run.checkpoint_every_n_steps", "3", "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]  # fmt: skip
+    entry_point(arguments)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["epoch"], metrics["global_step"]) == (2, 4)
+    checkpoints = run_dir / "checkpoints"
+    # The epoch-end and every-3-steps saves share last.ckpt (no last-v1.ckpt).
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        "best-epoch000.ckpt",
+        "last.ckpt",
+    ]
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == metrics["global_step"]
+    # Lightning records the index of the epoch whose end it saved; metrics.json the epochs done.
+    assert last["epoch"] == metrics["epoch"] - 1
+    assert best_checkpoint(run_dir) == checkpoints / "best-epoch000.ckpt"
+
+    metrics_file, rows = (run_dir / "metrics.json").read_bytes(), csv_rows(run_dir)
+    last_bytes = (checkpoints / "last.ckpt").read_bytes()
+    assert resume_checkpoint(run_dir) == checkpoints / "last.ckpt"
+    entry_point([*arguments, "--ckpt_path", str(resume_checkpoint(run_dir))])
+    assert (run_dir / "metrics.json").read_bytes() == metrics_file  # its metrics kept
+    assert csv_rows(run_dir) == rows  # no epoch trained or logged again
+    assert (checkpoints / "last.ckpt").read_bytes() == last_bytes

@@ -2,17 +2,20 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from factories import write_store
+from pytorch_lightning.callbacks import Callback
 
 from aunet.aus import DATASET_AUS
+from aunet.cli import AUCLI
 from aunet.cli import main as aunet_main
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import experiment_names
+from aunet.launch import experiment_names, resume_checkpoint
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.training import AUHeatmapModule
 
@@ -132,3 +135,92 @@ def test_checkpoints_record_the_crop_margin_of_the_training_store(fan_file, tmp_
     ]
     assert hparams["crop_margin"] == pytest.approx(0.3)
     assert hparams["image_size"] == 32
+
+
+# --------------------------------------------------------------------------------------------
+# adapt_finetune: the FAN joins the optimiser at `at_epoch`, on the head's cosine schedule
+
+LR, AT_EPOCH, LR_FACTOR = 5e-4, 1, 0.1
+
+
+class EpochRecorder(Callback):
+    """Each epoch's learning rates (per group), and the FAN's parameters at its start and ends."""
+
+    def __init__(self) -> None:
+        self.lrs: dict[int, list[float]] = {}
+        self.backbone: dict[int, torch.Tensor] = {}
+        self.groups_at_start: list[int] = []
+
+    @staticmethod
+    def _weights(pl_module) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in pl_module.model.backbone.parameters()])
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.groups_at_start.append(len(trainer.optimizers[0].param_groups))
+        self.backbone[trainer.current_epoch - 1] = self._weights(pl_module).clone()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Lightning steps epoch schedulers after an epoch's last batch, before its end hooks.
+        lrs = [group["lr"] for group in trainer.optimizers[0].param_groups]
+        assert self.lrs.setdefault(trainer.current_epoch, lrs) == lrs  # one rate per epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.backbone[trainer.current_epoch] = self._weights(pl_module).clone()
+
+
+def cosine(epoch: int, period: int | None, epochs: int) -> float:
+    """Sec. 5.3's schedule, written out: SGDR with period ``period``, else one cosine."""
+    position, length = (epoch % period, period) if period else (epoch, epochs)
+    return LR * (1 + math.cos(math.pi * position / length)) / 2
+
+
+def finetune_fit(store, fan, run_dir, period, epochs, *extra) -> None:
+    aunet_main(fit_args(
+        "adapt_finetune", store, fan, run_dir, "--run.wandb", "disabled",
+        "--model.init_args.lr", str(LR), "--model.init_args.cosine_period_epochs", str(period),
+        "--trainer.callbacks.at_epoch", str(AT_EPOCH),
+        "--trainer.callbacks.lr_factor", str(LR_FACTOR), "--data.batch_size", "4",
+        "--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--run.overlay_every_n_epochs", "0", *extra,
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("period", "resume_after"),
+    [(2, 2), (None, None)],
+    ids=["warm-restarts-resumed-after-unfreezing", "one-cosine"],
+)
+def test_adapt_finetune_unfreezes_the_fan_on_the_heads_schedule(
+    period, resume_after, store, fan_file, tmp_path, monkeypatch
+):
+    """Three epochs, the FAN unfrozen at epoch 1. The warm-restart schedule (period 2: rates
+    1, 0.5, then 1 again, times LR) failed at the end of epoch 1 on the group it did not know;
+    with ``resume_after`` the fit stops after epoch 1 and resumes from that ``last.ckpt``."""
+    recorder = EpochRecorder()
+    run_callbacks = AUCLI.run_callbacks
+    monkeypatch.setattr(AUCLI, "run_callbacks",
+                        lambda self, folder, settings: [*run_callbacks(self, folder, settings),
+                                                        recorder])  # fmt: skip
+    run_dir, epochs = tmp_path / "run", 3
+    finetune_fit(store, fan_file, run_dir, "null" if period is None else period,
+                 resume_after or epochs)  # fmt: skip
+    if resume_after:
+        saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        assert len(saved["optimizer_states"][0]["param_groups"]) == 2
+        assert saved["lr_schedulers"][0]["base_lrs"] == pytest.approx([LR, LR * LR_FACTOR])
+        finetune_fit(store, fan_file, run_dir, period, epochs,
+                     "--ckpt_path", str(resume_checkpoint(run_dir)))  # fmt: skip
+        assert recorder.groups_at_start == [1, 2]  # the resumed fit starts with both groups
+    assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == epochs
+
+    for epoch in range(epochs):
+        head = cosine(epoch, period, epochs)
+        expected = [head] + ([head * LR_FACTOR] if epoch >= AT_EPOCH else [])
+        assert recorder.lrs[epoch] == pytest.approx(expected, rel=1e-6), epoch
+    backbone = recorder.backbone
+    assert torch.equal(backbone[0], backbone[-1])  # frozen in epoch 0
+    assert not torch.equal(backbone[1], backbone[0])  # trained from at_epoch
+    assert not torch.equal(backbone[2], backbone[1])  # and on, after the resume too
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    _, fan_group = final["optimizer_states"][0]["param_groups"]  # two, none added again
+    assert len(fan_group["params"]) == len(list(FAN(TINY_FAN).parameters()))  # the whole FAN

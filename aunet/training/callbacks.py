@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pytorch_lightning.callbacks import BaseFinetuning, Callback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import au_panel
 
 
@@ -215,16 +217,26 @@ class StopOnNonFiniteLoss(Callback):
 class MetricsJson(Callback):
     """Write the final validation metrics, ``global_step`` and ``epoch`` to ``metrics.json``.
 
+    A fit resumed from the final checkpoint of a finished run trains and validates nothing, and
+    leaves the file it wrote then as it is.
+
     Args:
         path: the file (``runs/<experiment>/<dataset>/fold<k>/<timestamp>/metrics.json``).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._trained = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Note that this fit runs its loop (Lightning skips it when no epoch is left)."""
+        self._trained = True
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Collect every logged ``val/...`` value; NaN becomes null in the JSON."""
+        if not self._trained and self.path.exists():
+            return
         values: dict[str, Any] = {
             key: _json_number(float(value))
             for key, value in trainer.callback_metrics.items()
@@ -325,6 +337,13 @@ class HeatmapOverlays(Callback):
 class UnfreezeBackbone(BaseFinetuning):
     """Second stage of ``adapt_finetune`` (Sec. 6.5): unfreeze the FAN and fine-tune it all.
 
+    The FAN joins the optimiser as a second parameter group on the head's cosine schedule, at
+    ``lr_factor`` times the head's learning rate throughout
+    (:func:`aunet.training.common.add_scheduled_param_group`). A fit resumed after ``at_epoch``
+    gets both groups back (Lightning's ``BaseFinetuning`` restores them, the checkpoint their
+    state and the schedule's), and the FAN trainable again. Under DDP the FAN's gradients are
+    averaged over the processes here (:meth:`on_after_backward`).
+
     Args:
         at_epoch: the epoch at which the FAN joins the optimiser.
         lr_factor: its learning rate relative to the head's (a small one, as in fine-tuning).
@@ -338,14 +357,54 @@ class UnfreezeBackbone(BaseFinetuning):
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
         """Nothing to do: the ``adapt_finetune`` strategy builds its FAN frozen."""
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """On a resume, restore the optimiser's groups; unfreeze the FAN if it is among them."""
+        super().on_fit_start(trainer, pl_module)
+        backbone = pl_module.model.backbone.parameters()
+        if _in_optimiser(trainer.optimizers[0], backbone):
+            pl_module.model.unfreeze_backbone()
+
     def finetune_function(
         self, pl_module: pl.LightningModule, epoch: int, optimizer: torch.optim.Optimizer
     ) -> None:
         """At ``at_epoch``, make the FAN trainable and add it to the optimiser."""
-        if epoch != self.at_epoch:
+        backbone = list(pl_module.model.backbone.parameters())
+        if epoch != self.at_epoch or _in_optimiser(optimizer, backbone):
             return
         pl_module.model.unfreeze_backbone()
-        head_lr = optimizer.param_groups[0]["lr"]
-        self.unfreeze_and_add_param_group(
-            pl_module.model.backbone, optimizer, lr=head_lr * self.lr_factor
-        )
+        schedulers = [
+            config.scheduler
+            for config in pl_module.trainer.lr_scheduler_configs
+            if config.scheduler.optimizer is optimizer
+        ]
+        add_scheduled_param_group(optimizer, schedulers, backbone, self.lr_factor)
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Under DDP, average the FAN's gradients over the processes, as DDP does the head's.
+
+        DDP reduces only the parameters that needed gradients when it wrapped the model, and
+        the FAN was frozen then: each process would train its own FAN (measured: two processes'
+        FANs differed after one unfrozen epoch while their heads agreed). Done after each
+        backward pass, before mixed precision unscales and checks the gradients, so every
+        process sees the same ones; one all-reduce of the FAN's gradients flattened.
+        """
+        if trainer.world_size == 1:
+            return
+        grads = [p.grad for p in pl_module.model.backbone.parameters() if p.grad is not None]
+        if not grads:  # the FAN is still frozen
+            return
+        flat = torch.cat([grad.flatten() for grad in grads])
+        mean = trainer.strategy.reduce(flat, reduce_op="mean")
+        for grad, part in zip(grads, mean.split([grad.numel() for grad in grads]), strict=True):
+            grad.copy_(part.view_as(grad))
+
+
+def _in_optimiser(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> bool:
+    """Whether any of ``params`` is in one of the optimiser's groups.
+
+    By identity: Lightning's ``BaseFinetuning.filter_on_optimizer`` compares values, and so left
+    out every FAN BatchNorm weight and bias equal to one of the head's (20 of the 115 tensors of
+    an untrained test FAN, all ones or zeros).
+    """
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return any(id(p) in held for p in params)

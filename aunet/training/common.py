@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from aunet.metrics import ICC, MSE
 
@@ -96,3 +97,32 @@ class OptimiserSettings:
             "optimizer": optimiser,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+
+def add_scheduled_param_group(
+    optimiser: torch.optim.Optimizer,
+    schedulers: Iterable[LRScheduler],
+    params: Iterable[nn.Parameter],
+    lr_factor: float,
+) -> None:
+    """Add ``params`` to ``optimiser`` at ``lr_factor`` times its first group's rate and schedule.
+
+    A torch scheduler keeps one base learning rate per parameter group, fixed when it is built,
+    and the warm-restart cosine computes every rate from them (a group it does not know fails
+    its next step: ``zip() argument 2 is shorter``). The new group's base rate is ``lr_factor``
+    times the first group's, so its rate stays ``lr_factor`` times the first group's along the
+    same cosine, and the schedulers' state, saved in checkpoints, holds both groups.
+
+    Args:
+        optimiser: the optimiser, with at least one group.
+        schedulers: every scheduler of ``optimiser``.
+        params: the parameters of the new group.
+        lr_factor: its learning rate relative to the first group's.
+    """
+    first = optimiser.param_groups[0]
+    group: dict[str, Any] = {"params": list(params), "lr": first["lr"] * lr_factor}
+    if "initial_lr" in first:  # set by the schedulers, which read it if rebuilt mid-schedule
+        group["initial_lr"] = first["initial_lr"] * lr_factor
+    optimiser.add_param_group(group)
+    for scheduler in schedulers:
+        scheduler.base_lrs.append(scheduler.base_lrs[0] * lr_factor)
