@@ -53,7 +53,7 @@ test-slow: $(STAMP)  ## the slow tests (SLURM cluster, kill/resume, 256x256 mode
 	$(PY) -m pytest -m "slow and not rehearsal" -q
 
 rehearse: $(STAMP)  ## the paper's recipe (prep, table on SLURM, robustness, predict) on stand-in data
-	$(PY) -m pytest -m rehearsal -q -s
+	$(PY) -m pytest -m rehearsal -q -s --basetemp=runs/rehearsal
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .

@@ -57,7 +57,8 @@ FRAMES_PER_SUBJECT = 4
 #: FERA2015 subjects of both official partitions: train F001, F003, F005; devel F002, F004.
 BP4D_SUBJECTS = ("F001", "F003", "F005", "F002", "F004")
 
-pytestmark = [pytest.mark.slow, pytest.mark.rehearsal]
+# Hours, not the suite's 10 minutes: a recipe is dozens of fits through a queue of two CPUs.
+pytestmark = [pytest.mark.slow, pytest.mark.rehearsal, pytest.mark.timeout(4 * 3600)]
 
 
 def experiments() -> list[str]:
