@@ -48,7 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "experiments" / "base.yaml").read_text())
 MAX_EPOCHS = BASE["trainer"]["max_epochs"]
 RESTART_EVERY = BASE["model"]["init_args"]["cosine_period_epochs"]
-TRAIN_BATCHES, VAL_BATCHES, BATCH_SIZE = 2, 1, 2
+# LightningCLI reads a limit of 1 as 1.0, the whole epoch: 2 is the fewest batches it can mean.
+TRAIN_BATCHES, VAL_BATCHES, BATCH_SIZE = 2, 2, 2
 #: The stand-in for the public 2DFAN-4: its layout, at a width that trains in seconds on a CPU.
 STAND_IN_2DFAN4 = dataclasses.replace(OFFICIAL_2DFAN4_CONFIG, width=16)
 #: Experiments whose strategy keeps the given FAN frozen to the end.
