@@ -28,7 +28,7 @@ ROOT ?=
 ARGS ?=
 QUICK ?=
 
-.PHONY: help install test test-slow lint format train cv prep fan bench bench-complexity \
+.PHONY: help install test test-slow rehearse lint format train cv prep fan bench bench-complexity \
 	table robustness clean
 
 help:  ## list the targets
@@ -50,7 +50,10 @@ test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)  ## the slow tests (SLURM cluster, kill/resume, 256x256 models)
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m "slow and not rehearsal" -q
+
+rehearse: $(STAMP)  ## the paper's recipe (prep, table on SLURM, robustness, predict) on stand-in data
+	$(PY) -m pytest -m rehearsal -q -s --basetemp=runs/rehearsal
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .

@@ -28,15 +28,17 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
+from aunet.data.framing import framing_for
 from aunet.guards import (
     check_accelerator,
     check_model_class,
     sigterm_exit_status,
     writable_run_folder,
 )
+from aunet.models.registry import strategy_uses_fan
 from aunet.run_checkpoints import BEST_CHECKPOINT_NAME, CHECKPOINT_FOLDER, LAST_CHECKPOINT
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
@@ -350,6 +352,19 @@ class AUCLI(AUNetCLI):
         parser.link_arguments(
             "data.crop_margin", "model.init_args.crop_margin", apply_on="instantiate"
         )
+        parser.link_arguments("data.framing", "model.init_args.framing", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``data.framing: auto`` from the model's FAN, so config.yaml records it."""
+        super().before_instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config["data"].get("framing", "auto") != "auto":
+            return
+        model = config["model"]["init_args"]
+        strategy = model.get("strategy", "scratch")
+        framing = framing_for(model.get("fan"), strategy_uses_fan(strategy))
+        config["data"]["framing"] = framing
+        rank_zero_info(f"data.framing: {framing} (strategy {strategy}, FAN {model.get('fan')})")
 
     def run_callbacks(self, folder: Path, settings: RunSettings) -> list[Callback]:
         """Add the heatmap overlay panel."""

@@ -402,6 +402,7 @@ def run_data(run_dir: Path) -> AUDataModule:
             batch_size=config["batch_size"],
             num_workers=config["num_workers"],
             image_size=config["image_size"],
+            framing=config.get("framing") or "store",  # older runs: the store's framing
         )
     except (OSError, KeyError, TypeError) as error:
         raise CVError(f"{config_path}: cannot rebuild the run's data ({error!r})") from None

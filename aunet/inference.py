@@ -42,6 +42,7 @@ from torch import nn
 
 from aunet.data.crop import FaceCrop, crop_face
 from aunet.data.detect import FaceTracker, LandmarkDetector
+from aunet.data.framing import Reframe
 from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
@@ -247,14 +248,22 @@ class FaceFinder:
         image_size: side of the crops.
         margin: crop margin, as at training (:func:`aunet.data.crop.face_box`).
         stopwatch: where detection and cropping time go.
+        framing: the model's framing (:mod:`aunet.data.framing`), applied to the crop as
+            training applied it to the stored crops.
     """
 
     def __init__(
-        self, detector: LandmarkDetector, image_size: int, margin: float, stopwatch: Stopwatch
+        self,
+        detector: LandmarkDetector,
+        image_size: int,
+        margin: float,
+        stopwatch: Stopwatch,
+        framing: str = "store",
     ) -> None:
         self.tracker = FaceTracker(detector)
         self.image_size = image_size
         self.margin = margin
+        self.reframe = Reframe(framing)
         self.stopwatch = stopwatch
         self._reference: np.ndarray | None = None
 
@@ -271,6 +280,7 @@ class FaceFinder:
             return None
         with self.stopwatch("crop"):
             crop = crop_face(image, detection.landmarks, self.image_size, self.margin)
+            crop = self.reframe.face_crop(crop)
             signature = _signature(crop.image)
         if not detection.from_previous:
             self._reference = signature
@@ -406,6 +416,8 @@ class AUPredictor:
         margin = module.hparams.get("crop_margin")
         #: The face-crop margin of the training data, None where the checkpoint predates it.
         self.crop_margin: float | None = None if margin is None else float(margin)
+        #: The training crops' framing (:mod:`aunet.data.framing`); older checkpoints: store.
+        self.framing: str = module.hparams.get("framing") or "store"
 
     @property
     def network(self) -> nn.Module:

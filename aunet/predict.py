@@ -307,7 +307,9 @@ def predict(
     stopwatch = Stopwatch()
     if margin is None:
         margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
-    finder = FaceFinder(LandmarkDetector(), predictor.image_size, margin, stopwatch)
+    finder = FaceFinder(
+        LandmarkDetector(), predictor.image_size, margin, stopwatch, predictor.framing
+    )
     single_video = len(sources) == 1 and sources[0].is_video
     layout = CsvLayout(predictor.au_names, locations, with_input=not single_video)
     counts = [source.count() for source in sources]

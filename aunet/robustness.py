@@ -53,6 +53,7 @@ from aunet import cv
 from aunet.data.augment import Resize
 from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
+from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
 from aunet.run_checkpoints import last_checkpoint
 from aunet.tables import markdown_table
@@ -178,6 +179,8 @@ class PerturbedFrames(Dataset):
         seed: the noise seed.
         fallback_anchors: :func:`store_fallback_anchors` of ``store`` when already known (a
             study builds one dataset per level); read from the store when needed and not given.
+        framing: the run's framing (:mod:`aunet.data.framing`), applied before the
+            perturbation, so the noise moves the crop the network was trained on.
     """
 
     def __init__(
@@ -189,8 +192,9 @@ class PerturbedFrames(Dataset):
         mode: NoiseMode,
         seed: int,
         fallback_anchors: np.ndarray | None = None,
+        framing: str = "store",
     ) -> None:
-        self.frames = FrameDataset(store, rows)
+        self.frames = FrameDataset(store, rows, Reframe(framing))
         self.resize = Resize(image_size)
         self.noise_px = float(noise_px)
         self.mode = mode
@@ -243,6 +247,7 @@ class HeldOut:
     num_workers: int
     au_names: tuple[str, ...]
     rows: dict[str, np.ndarray]
+    framing: str = "store"
 
 
 def held_out_frames(checkpoint: Path, every: int = 1) -> HeldOut:
@@ -264,8 +269,9 @@ def held_out_frames(checkpoint: Path, every: int = 1) -> HeldOut:
     columns = data.held_out_rows()
     rows = {name: np.asarray(values)[::every] for name, values in columns.items()}
     return HeldOut(
-        data.store, data.image_size, data.batch_size, data.num_workers, data.au_names, rows
-    )
+        data.store, data.image_size, data.batch_size, data.num_workers, data.au_names, rows,
+        data.framing,
+    )  # fmt: skip
 
 
 @torch.inference_mode()
@@ -281,7 +287,7 @@ def predict_perturbed(
     """Predict every held-out frame with its crop perturbed at ``noise_px``."""
     dataset = PerturbedFrames(
         frames.store, frames.rows["index"], frames.image_size, noise_px, mode, seed,
-        fallback_anchors,
+        fallback_anchors, frames.framing,
     )  # fmt: skip
     loader = DataLoader(
         dataset,

@@ -31,3 +31,19 @@ cv2.setNumThreads(0)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A running one-node SLURM cluster (tests/slurm_cluster.py), stopped after the module."""
+    from slurm_cluster import Cluster, install_slurm
+
+    reason = install_slurm()
+    if reason is not None:
+        pytest.skip(f"cannot run a SLURM cluster here: {reason}")
+    started = Cluster(tmp_path_factory.mktemp("slurm"))
+    if started.cpus < 2:
+        started.stop()
+        pytest.skip(f"the SLURM tests need 2 CPUs; this machine has {started.cpus}")
+    yield started
+    started.stop()

@@ -37,7 +37,7 @@ import functools
 import multiprocessing
 import os
 import signal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -55,6 +55,7 @@ from aunet.data.folds import (
     rows_of,
     subject_parts,
 )
+from aunet.data.framing import FRAMINGS, Framed
 from aunet.data.store import FrameStore
 
 
@@ -137,6 +138,9 @@ class _FrameDataModule(pl.LightningDataModule):
         self.augmentation = augmentation or AugmentConfig()
         self.train_every = train_every
         self.max_train_frames = max_train_frames
+        #: How crops are framed for the network (:mod:`aunet.data.framing`); landmark (FAN
+        #: pre-training) data keep the store's.
+        self.framing = "store"
         self._rows: dict[str, np.ndarray] | None = None
 
     @property
@@ -185,7 +189,9 @@ class _FrameDataModule(pl.LightningDataModule):
             if augment
             else Resize(self.image_size)
         )
-        dataset = FrameDataset(self.store, self.rows(stage), transform, with_au=with_au)
+        # Reframed before the augmentation, so rotations and scales act on the FAN's framing.
+        framed = Framed(self.framing, transform)
+        dataset = FrameDataset(self.store, self.rows(stage), framed, with_au=with_au)
         if self.num_workers > 0:
             _stop_workers_at_exit()
         return DataLoader(
@@ -228,6 +234,10 @@ class AUDataModule(_FrameDataModule):
             partition-protocol stores.
         val_every: validate on every n-th held-out frame (quicker periodic validation; test
             and predict always use every frame).
+        framing: how crops are framed for the network (:mod:`aunet.data.framing`): ``store``
+            (the stored crops), ``face_alignment`` (face-alignment's 2DFAN-4 framing), or
+            ``auto``, which ``aunet fit`` resolves from the model's FAN before the run starts
+            (and which means ``store`` anywhere else).
         **kwargs: loader, augmentation and subsampling settings: ``batch_size`` (48),
             ``num_workers`` (4), ``image_size`` (256), ``augment`` (True), ``augmentation``,
             ``train_every`` (1), ``max_train_frames`` (None); see ``_FrameDataModule``.
@@ -243,11 +253,15 @@ class AUDataModule(_FrameDataModule):
         path: str | os.PathLike = "data/synthetic.h5",
         fold: int = 1,
         val_every: int = 1,
+        framing: Literal["auto", "store", "face_alignment"] = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
         if val_every < 1:
             raise ValueError(f"val_every must be positive, got {val_every}")
+        if framing != "auto" and framing not in FRAMINGS:
+            raise ValueError(f"framing must be auto or one of {FRAMINGS}, got {framing!r}")
+        self.framing = "store" if framing == "auto" else framing
         self.fold = fold
         self.val_every = val_every
         self.au_names: tuple[str, ...] = self.store.au_names

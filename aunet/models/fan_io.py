@@ -96,6 +96,29 @@ def load_fan(path: str | os.PathLike) -> FAN:
     return fan.eval()
 
 
+def is_face_alignment_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds face-alignment's own weights, formats (a) and (b) above.
+
+    Those were trained on face-alignment's framing of the face (:mod:`aunet.data.framing`);
+    aunet's own FAN files, (c), on aunet's stored crops.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if it cannot be read with ``weights_only=True``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FAN file not found: {path}")
+    if _is_torchscript(path):
+        return True
+    obj = _read_pickle(path)
+    return (
+        isinstance(obj, Mapping)
+        and obj.get("format") != AUNET_FAN_FORMAT
+        and not isinstance(obj.get("state_dict"), Mapping)
+    )
+
+
 def _is_torchscript(path: Path) -> bool:
     """TorchScript archives are zip files with a ``constants.pkl``; ``torch.save`` files lack it."""
     if not zipfile.is_zipfile(path):

@@ -110,6 +110,11 @@ STRATEGIES: dict[str, Callable[..., nn.Module]] = {
 NEEDS_FAN = frozenset({"finetune", "adapt", "attention", "reparam", "adapt_finetune"})
 
 
+def strategy_uses_fan(name: str) -> bool:
+    """Whether a strategy runs a FAN's layers: transfers from it, or copies its architecture."""
+    return name in NEEDS_FAN or name == "random_backbone"
+
+
 def build_strategy(name: str, num_aus: int, fan: FAN | None = None, **options: Any) -> nn.Module:
     """Build a strategy's network by name.
 

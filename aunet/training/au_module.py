@@ -60,6 +60,9 @@ class AUHeatmapModule(pl.LightningModule):
         crop_margin: the face-crop margin of the training data (the store's ``crop_margin``),
             linked from the data and saved in checkpoints, so inference crops faces as the
             training data were cropped; it changes nothing in training.
+        framing: how the training crops were framed for the network (``store`` or
+            ``face_alignment``, :mod:`aunet.data.framing`), linked from the data and saved in
+            checkpoints, so inference frames faces as in training; it changes nothing here.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class AUHeatmapModule(pl.LightningModule):
         fixed_sigma: float | None = None,
         image_size: int | None = None,
         crop_margin: float | None = None,
+        framing: str = "store",
     ) -> None:
         super().__init__()
         self.au_names = check_au_names(tuple(au_names))
@@ -102,6 +106,7 @@ class AUHeatmapModule(pl.LightningModule):
                 "fixed_sigma": fixed_sigma,
                 "image_size": image_size,
                 "crop_margin": crop_margin,
+                "framing": framing,
             }
         )
         self.optimiser_settings = OptimiserSettings(lr, weight_decay, cosine_period_epochs)
