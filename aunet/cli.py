@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.guards import (
@@ -46,6 +46,7 @@ from aunet.training.callbacks import (
     StopOnNonFiniteLoss,
 )
 from aunet.training.fan_module import FANModule
+from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
@@ -193,6 +194,7 @@ class AUNetCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", LogConfigToLoggers)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_class", AUNetTrainer)  # trainer.precision takes ``auto``
         super().__init__(*args, **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -207,6 +209,19 @@ class AUNetCLI(LightningCLI):
         checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
         if checkpoint and Path(checkpoint).is_file():
             check_model_class(checkpoint, AtomicCheckpointIO().load_checkpoint(checkpoint))
+
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``trainer.precision: auto`` for this machine, and print the choice and why.
+
+        The config holds the resolved value from here on, so the run's ``config.yaml`` records
+        the precision that ran (:mod:`aunet.training.precision`).
+        """
+        trainer = (
+            self.config[self.subcommand]["trainer"] if self.subcommand else self.config.trainer
+        )
+        choice = choose_precision(trainer.get("precision"), trainer.get("accelerator"))
+        trainer["precision"] = choice.precision
+        rank_zero_info(str(choice))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The ``run`` group: folder, experiment name, W&B mode."""

@@ -49,6 +49,7 @@ def common_args(inputs: tuple[Path, Path], run_dir: Path, batch_size: int) -> li
         "--model.init_args.fan", str(fan), "--run.dir", str(run_dir),
         "--run.experiment", "adapt", "--run.wandb", "disabled",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.precision", "32-true",  # compared with a float32 reference below
     ]  # fmt: skip
 
 
