@@ -45,6 +45,7 @@ from aunet.training.callbacks import (
     RepairRestartAtEpochEnd,
     StopOnNonFiniteLoss,
 )
+from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
 from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
@@ -320,7 +321,9 @@ class AUNetCLI(LightningCLI):
         check_accelerator(trainer_config.get("accelerator"))
         folder = writable_run_folder(self.run_folder())
         configured = trainer_config.get("callbacks") or []
-        kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
+        kwargs.setdefault(
+            "callbacks", [*configured, *self.run_callbacks(folder, settings), ExpectedTime()]
+        )
         if trainer_config.get("logger") in (None, True):
             kwargs.setdefault("logger", self.loggers(folder, settings))
         kwargs.setdefault("default_root_dir", str(folder))
