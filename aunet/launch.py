@@ -48,6 +48,8 @@ SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")
 #: The FAN pre-trained on the synthetic landmark faces, for the synthetic default.
 SYNTHETIC_FAN = CHECKPOINTS / "fan_synthetic.ckpt"
+#: Frames drawn to time the drawing of a synthetic store.
+PROBE_FRAMES = 8
 #: The stages of ``make train``, one progress line each.
 TRAIN_STAGES = ("stores", "FAN", "training", "report")
 #: What ``make cv`` prepares before its runs (each run then prints its own line).
@@ -123,8 +125,8 @@ def ensure_synthetic_store(path: Path, landmark_only: bool = False) -> None:
          *synthetic_draw_flags(landmark_only)])  # fmt: skip
 
 
-def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float]:
-    """The frames ``data_prep synthetic`` draws into ``path`` and its expected seconds here.
+def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float, int]:
+    """The frames ``data_prep synthetic`` draws into ``path``, its expected seconds, its workers.
 
     Its own defaults (subjects, frames, size, workers) scale a short timing of a few frames
     (:func:`aunet.data.synthetic.expected_write_seconds`).
@@ -134,9 +136,9 @@ def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float]:
     settings = parser.parse_args(["--out", str(path), *synthetic_draw_flags(landmark_only)])
     frames = settings.subjects * settings.frames_per_subject
     seconds = synthetic.expected_write_seconds(
-        frames, settings.size, landmark_only, settings.workers, settings.encoding
+        frames, settings.size, landmark_only, settings.workers, settings.encoding, PROBE_FRAMES
     )
-    return frames, seconds
+    return frames, seconds, settings.workers
 
 
 def new_run_folder(root: Path) -> Path:
@@ -269,14 +271,15 @@ def prepare_stores(dataset: str, with_landmarks: bool, stages: progress.Stages) 
     wanted = {path: False, **({SYNTHETIC_LANDMARK_STORE: True} if with_landmarks else {})}
     missing = {store: landmarks for store, landmarks in wanted.items() if not store.exists()}
     parts = [f"{store} exists: reused" for store in wanted if store not in missing]
-    seconds = 0.0
+    seconds, workers = 0.0, 1
     for store, landmarks in missing.items():
-        frames, expected = expected_draw_seconds(store, landmarks)
+        frames, expected, workers = expected_draw_seconds(store, landmarks)
         parts.append(f"drawing {store} ({frames} frames)")
         seconds += expected
     if missing:
         parts.append(
-            f"expected {progress.format_duration(seconds)} (a few frames drawn here first, scaled)"
+            f"expected {progress.format_duration(seconds)} ({PROBE_FRAMES} frames drawn here "
+            f"first, scaled to the frames over {workers} worker{'s' * (workers != 1)})"
         )
     stages.start("stores", "; ".join(parts))
     for store, landmarks in missing.items():

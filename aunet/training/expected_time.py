@@ -81,7 +81,8 @@ class ExpectedTime(Callback):
                 self._print(
                     trainer,
                     f"expected time: {format_duration(left * self.step_seconds)} for the {left} "
-                    f"training steps left ({self.step_seconds:.2f} s each, timed over steps "
+                    f"training step{'s' * (left != 1)} left ({self.step_seconds:.2f} s each, "
+                    "timed over steps "
                     f"{self.first_step + at + 1}-{self.first_step + done}){validation}",
                 )
 
@@ -108,9 +109,9 @@ class ExpectedTime(Callback):
         seconds = steps * self.step_seconds + passes * self.validation_seconds
         self._print(
             trainer,
-            f"expected time: {format_duration(seconds)} left in all ({steps} training steps at "
-            f"{self.step_seconds:.2f} s, {passes} validation passes at "
-            f"{self.validation_seconds:.1f} s)",
+            f"expected time: {format_duration(seconds)} left in all ({steps} training "
+            f"step{'s' * (steps != 1)} at {self.step_seconds:.2f} s, {passes} validation "
+            f"pass{'es' * (passes != 1)} at {self.validation_seconds:.1f} s)",
         )
 
     @staticmethod
