@@ -38,7 +38,7 @@ from aunet.guards import (
     sigterm_exit_status,
     writable_run_folder,
 )
-from aunet.models.registry import strategy_uses_fan
+from aunet.models.registry import USES_FAN
 from aunet.run_checkpoints import BEST_CHECKPOINT_NAME, CHECKPOINT_FOLDER, LAST_CHECKPOINT
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
@@ -49,7 +49,9 @@ from aunet.training.callbacks import (
     RepairRestartAtEpochEnd,
     StopOnNonFiniteLoss,
 )
+from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
+from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
@@ -216,6 +218,7 @@ class AUNetCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", LogConfigToLoggers)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_class", AUNetTrainer)  # trainer.precision takes ``auto``
         super().__init__(*args, **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -230,6 +233,19 @@ class AUNetCLI(LightningCLI):
         checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
         if checkpoint and Path(checkpoint).is_file():
             check_model_class(checkpoint, AtomicCheckpointIO().load_checkpoint(checkpoint))
+
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``trainer.precision: auto`` for this machine, and print the choice and why.
+
+        The config holds the resolved value from here on, so the run's ``config.yaml`` records
+        the precision that ran (:mod:`aunet.training.precision`).
+        """
+        trainer = (
+            self.config[self.subcommand]["trainer"] if self.subcommand else self.config.trainer
+        )
+        choice = choose_precision(trainer.get("precision"), trainer.get("accelerator"))
+        trainer["precision"] = choice.precision
+        rank_zero_info(str(choice))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The ``run`` group: folder, experiment name, W&B mode."""
@@ -328,7 +344,9 @@ class AUNetCLI(LightningCLI):
         check_accelerator(trainer_config.get("accelerator"))
         folder = writable_run_folder(self.run_folder())
         configured = trainer_config.get("callbacks") or []
-        kwargs.setdefault("callbacks", [*configured, *self.run_callbacks(folder, settings)])
+        kwargs.setdefault(
+            "callbacks", [*configured, *self.run_callbacks(folder, settings), ExpectedTime()]
+        )
         if trainer_config.get("logger") in (None, True):
             kwargs.setdefault("logger", self.loggers(folder, settings))
         kwargs.setdefault("default_root_dir", str(folder))
@@ -362,7 +380,7 @@ class AUCLI(AUNetCLI):
             return
         model = config["model"]["init_args"]
         strategy = model.get("strategy", "scratch")
-        framing = framing_for(model.get("fan"), strategy_uses_fan(strategy))
+        framing = framing_for(model.get("fan"), strategy in USES_FAN)
         config["data"]["framing"] = framing
         rank_zero_info(f"data.framing: {framing} (strategy {strategy}, FAN {model.get('fan')})")
 

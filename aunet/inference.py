@@ -47,6 +47,7 @@ from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
 from aunet.training.au_module import AUHeatmapModule
+from aunet.training.precision import BF16_MIXED, FLOAT32
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -391,6 +392,12 @@ def checkpoint_image_size(checkpoint: dict[str, Any], path: str | os.PathLike) -
     return None if size is None else int(size)
 
 
+def check_precision(precision: str) -> None:
+    """Refuse an inference precision other than ``32-true`` and ``bf16-mixed``."""
+    if precision not in (FLOAT32, BF16_MIXED):
+        raise ValueError(f"precision must be {FLOAT32} or {BF16_MIXED}, got {precision!r}")
+
+
 class AUPredictor:
     """A trained AU model in eval mode on one device, fed N x S x S x 3 uint8 face crops.
 
@@ -398,9 +405,18 @@ class AUPredictor:
         module: the rebuilt LightningModule (its reparametrised FAN folded).
         image_size: S, the side of the crops the model takes.
         device: where the network runs.
+        precision: ``32-true``, or ``bf16-mixed`` to run the network under bf16 autocast (as
+            Lightning's ``bf16-mixed`` trains); decoding is float32 either way.
     """
 
-    def __init__(self, module: AUHeatmapModule, image_size: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        module: AUHeatmapModule,
+        image_size: int,
+        device: torch.device,
+        precision: str = FLOAT32,
+    ) -> None:
+        check_precision(precision)
         multiple = getattr(getattr(module.model, "config", None), "input_multiple", 1)
         if image_size < 1 or image_size % multiple:
             raise ValueError(
@@ -412,6 +428,7 @@ class AUPredictor:
             self.module.model.to(memory_format=torch.channels_last)
         self.image_size = image_size
         self.device = device
+        self.precision = precision
         self.au_names: tuple[str, ...] = module.au_names
         margin = module.hparams.get("crop_margin")
         #: The face-crop margin of the training data, None where the checkpoint predates it.
@@ -442,7 +459,9 @@ class AUPredictor:
                 f"expected N x {self.image_size} x {self.image_size} x 3 crops, got {crops.shape}"
             )
         images = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2)
-        output = self.module(images)
+        bf16 = self.precision == BF16_MIXED
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+            output = self.module(images)
         intensities, locations = self.module.decode_output(output, self.image_size)
         maps = output.float().cpu().numpy() if heatmaps and self.regresses_heatmaps else None
         return Prediction(intensities.cpu().numpy(), locations.float().cpu().numpy(), maps)
@@ -486,7 +505,10 @@ def rebuild_module(
 
 
 def load_predictor(
-    path: str | os.PathLike, device: str | torch.device = "cpu", image_size: int | None = None
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    precision: str = FLOAT32,
 ) -> AUPredictor:
     """Rebuild a trained AU model from an ``aunet fit`` checkpoint for inference.
 
@@ -495,11 +517,15 @@ def load_predictor(
         device: ``cpu``, ``cuda`` or ``auto`` (see :func:`resolve_device`), or a device.
         image_size: the input side S; default: the one the model was trained at
             (:func:`checkpoint_image_size`).
+        precision: ``32-true`` or ``bf16-mixed`` (see :class:`AUPredictor`; ``aunet-predict``
+            chooses by the hardware, :func:`aunet.training.precision.choose_precision`).
 
     Raises:
         CheckpointError: for anything but a weights-only aunet AU checkpoint, naming the file.
-        ValueError: when CUDA is asked for but missing, or the input size is unknown.
+        ValueError: when CUDA is asked for but missing, the input size is unknown, or the
+            precision is neither ``32-true`` nor ``bf16-mixed``.
     """
+    check_precision(precision)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     checkpoint = read_checkpoint(path)
     image_size = image_size or checkpoint_image_size(checkpoint, path)
@@ -512,6 +538,6 @@ def load_predictor(
     if isinstance(module.model, ReparametrisedFAN):
         module.model = module.model.fold()
     try:
-        return AUPredictor(module, image_size, device)
+        return AUPredictor(module, image_size, device, precision)
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from None

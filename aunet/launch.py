@@ -34,20 +34,27 @@ from pathlib import Path
 
 import yaml
 
-from aunet import cv, robustness, tables
+from aunet import cv, progress, robustness, tables
+from aunet.data import synthetic
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.inference import CheckpointError
+from aunet.models import NEEDS_FAN, USES_FAN
 from aunet.run_checkpoints import best_checkpoint, last_checkpoint
+from data_prep import synthetic as data_prep_synthetic
 
 EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
 CHECKPOINTS = Path("checkpoints")
-#: Experiments whose strategy transfers from (or is shaped like) a FAN.
-FAN_EXPERIMENTS = (
-    "finetune", "adapt", "attention", "reparam", "adapt_finetune", "random_backbone", "scratch",
-)  # fmt: skip
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")
+#: The FAN pre-trained on the synthetic landmark faces, for the synthetic default.
+SYNTHETIC_FAN = CHECKPOINTS / "fan_synthetic.ckpt"
+#: Frames drawn to time the drawing of a synthetic store.
+PROBE_FRAMES = 8
+#: The stages of ``make train``, one progress line each.
+TRAIN_STAGES = ("stores", "FAN", "training", "report")
+#: What ``make cv`` prepares before its runs (each run then prints its own line).
+CV_STAGES = ("stores", "FAN")
 SLURM_SCRIPTS = EXPERIMENTS / "slurm"
 
 
@@ -101,13 +108,38 @@ def executable(name: str) -> str:
     return str(path)
 
 
+def synthetic_draw_flags(landmark_only: bool) -> list[str]:
+    """The ``data_prep synthetic`` flags of the synthetic store or of its landmark variant."""
+    return ["--landmark-only"] if landmark_only else []
+
+
 def ensure_synthetic_store(path: Path, landmark_only: bool = False) -> None:
-    """Build the synthetic frame store (or its landmark-only variant) when it is missing."""
+    """Draw the synthetic frame store (or its landmark-only variant) when it is missing.
+
+    A store is drawn once and reused. The writer fills ``<path>.partial`` and renames it to
+    ``path`` only when complete, so a draw that was killed leaves no ``path`` and is redone.
+    """
     if path.exists():
         return
     print(f"{path} is missing: drawing the synthetic {'landmark ' if landmark_only else ''}faces")
-    extra = ["--landmark-only"] if landmark_only else []
-    run([sys.executable, "-m", "data_prep", "synthetic", "--out", str(path), *extra])
+    run([sys.executable, "-m", "data_prep", "synthetic", "--out", str(path),
+         *synthetic_draw_flags(landmark_only)])  # fmt: skip
+
+
+def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float, int]:
+    """The frames ``data_prep synthetic`` draws into ``path``, its expected seconds, its workers.
+
+    Its own defaults (subjects, frames, size, workers) scale a short timing of a few frames
+    (:func:`aunet.data.synthetic.expected_write_seconds`).
+    """
+    parser = argparse.ArgumentParser()
+    data_prep_synthetic.configure(parser)
+    settings = parser.parse_args(["--out", str(path), *synthetic_draw_flags(landmark_only)])
+    frames = settings.subjects * settings.frames_per_subject
+    seconds = synthetic.expected_write_seconds(
+        frames, settings.size, landmark_only, settings.workers, settings.encoding, PROBE_FRAMES
+    )
+    return frames, seconds, settings.workers
 
 
 def new_run_folder(root: Path) -> Path:
@@ -147,15 +179,6 @@ def run_root(experiment: str, dataset: str, fold: int | None) -> Path:
     return RUNS / experiment / dataset / (f"fold{fold}" if fold is not None else "official")
 
 
-def pretrained_synthetic_fan(extra: list[str]) -> Path:
-    """``checkpoints/fan_synthetic.ckpt``, pre-training it first when it is missing."""
-    target = CHECKPOINTS / "fan_synthetic.ckpt"
-    if not target.exists():
-        print(f"{target} is missing: pre-training a FAN on synthetic landmark faces")
-        pretrain_fan(SYNTHETIC_LANDMARK_STORE, extra=[])
-    return target
-
-
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
     """Pre-train a FAN and copy its best checkpoint to checkpoints/.
 
@@ -190,14 +213,82 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
     return target
 
 
-def prepare_inputs(experiment: str, dataset: str, fan: str | None, extra: list[str]) -> str | None:
-    """Check the names, build what the synthetic default needs, and return the FAN to use."""
+def experiment_strategy(experiment: str, dataset: str) -> str:
+    """The strategy an experiment trains: ``model.init_args.strategy`` of its composed configs."""
+    strategy = "scratch"  # AUHeatmapModule's default
+    for path in config_files(experiment, dataset):
+        config = yaml.safe_load(path.read_text()) or {}
+        init_args = (config.get("model") or {}).get("init_args") or {}
+        strategy = init_args.get("strategy", strategy)
+    return strategy
+
+
+def prepare_inputs(
+    experiment: str, dataset: str, fan: str | None, stages: progress.Stages
+) -> str | None:
+    """Check the names, build what the run needs and nothing else, and return its FAN.
+
+    Which strategies use a FAN is :mod:`aunet.models.registry`'s answer (``USES_FAN``): a FAN
+    given to ``scratch`` or ``resnet18`` (``make table`` and ``make cv`` pass ``FAN=`` to every
+    experiment) is dropped with a note. On the synthetic default without ``FAN=``, the synthetic
+    FAN (``checkpoints/fan_synthetic.ckpt``) is pre-trained, once, only for a strategy that
+    transfers its weights (``NEEDS_FAN``); ``random_backbone``, which copies only a FAN's
+    architecture, takes it if it exists and otherwise the light FAN's architecture, the one the
+    synthetic FAN is trained with (``experiments/fan.yaml``). The landmark store is drawn only
+    for that pre-training. Prints the lines of the ``stores`` and ``FAN`` stages.
+    """
     config_files(experiment, dataset)
-    if dataset == "synthetic":
-        ensure_synthetic_store(data_path(dataset))
-    if fan is None and experiment in FAN_EXPERIMENTS and dataset == "synthetic":
-        fan = str(pretrained_synthetic_fan(extra))
+    strategy = experiment_strategy(experiment, dataset)
+    if fan is not None and strategy not in USES_FAN:
+        print(f"note: {experiment} uses no FAN (strategy {strategy}): FAN={fan} is not passed")
+        fan = None
+    pretrain = (
+        fan is None
+        and dataset == "synthetic"
+        and strategy in NEEDS_FAN
+        and not SYNTHETIC_FAN.exists()
+    )
+    prepare_stores(dataset, with_landmarks=pretrain, stages=stages)
+    if fan is not None:
+        stages.start("FAN", f"{fan} (given)")
+    elif strategy not in USES_FAN:
+        stages.start("FAN", f"none: {strategy} uses no FAN")
+    elif pretrain:
+        stages.start("FAN", f"pre-training {SYNTHETIC_FAN} on {SYNTHETIC_LANDMARK_STORE} "
+                            "(expected time printed after its first steps)")  # fmt: skip
+        fan = str(pretrain_fan(SYNTHETIC_LANDMARK_STORE, extra=[]))
+    elif dataset == "synthetic" and SYNTHETIC_FAN.exists():
+        stages.start("FAN", f"{SYNTHETIC_FAN} exists: reused, not pre-trained again")
+        fan = str(SYNTHETIC_FAN)
+    elif strategy in NEEDS_FAN:  # a resumed fit rebuilds it from its checkpoint
+        stages.start("FAN", f"none given: {strategy} needs FAN=<path> unless it resumes")
+    else:
+        stages.start("FAN", f"none given: {strategy} copies the light FAN's architecture")
     return fan
+
+
+def prepare_stores(dataset: str, with_landmarks: bool, stages: progress.Stages) -> None:
+    """Draw the synthetic stores the run needs that are missing (the ``stores`` stage)."""
+    path = data_path(dataset)
+    if dataset != "synthetic":
+        stages.start("stores", f"{path} (converted by `make prep DATA={dataset}`)")
+        return
+    wanted = {path: False, **({SYNTHETIC_LANDMARK_STORE: True} if with_landmarks else {})}
+    missing = {store: landmarks for store, landmarks in wanted.items() if not store.exists()}
+    parts = [f"{store} exists: reused" for store in wanted if store not in missing]
+    seconds, workers = 0.0, 1
+    for store, landmarks in missing.items():
+        frames, expected, workers = expected_draw_seconds(store, landmarks)
+        parts.append(f"drawing {store} ({frames} frames)")
+        seconds += expected
+    if missing:
+        parts.append(
+            f"expected {progress.format_duration(seconds)} ({PROBE_FRAMES} frames drawn here "
+            f"first, scaled to the frames over {workers} worker{'s' * (workers != 1)})"
+        )
+    stages.start("stores", "; ".join(parts))
+    for store, landmarks in missing.items():
+        ensure_synthetic_store(store, landmark_only=landmarks)
 
 
 def fit_command(
@@ -232,8 +323,12 @@ def train(
     extra: list[str],
     run_dir: Path | None = None,
 ) -> Path:
-    """Train one experiment on one dataset (one fold); return the run folder."""
-    fan = prepare_inputs(experiment, dataset, fan, extra)
+    """Train one experiment on one dataset (one fold); return the run folder.
+
+    Prints one line per stage (:data:`TRAIN_STAGES`) with its expected time on this machine.
+    """
+    stages = progress.Stages(TRAIN_STAGES)
+    fan = prepare_inputs(experiment, dataset, fan, stages)
     if dataset in FOLD_DATASETS:
         fold = fold or 1
     elif fold is not None:
@@ -241,16 +336,22 @@ def train(
     if run_dir is None:
         root = run_root(experiment, dataset, fold)
         run_dir = resumable_run(root) if resume else new_run_folder(root)
+    stages.start("training", f"{experiment} on {dataset} {run_dir.parent.name} in {run_dir} "
+                             "(expected time printed after its first steps)")  # fmt: skip
     start = time.perf_counter()
     run(fit_command(experiment, dataset, fold, fan, run_dir, extra))
+    stages.start("report", f"{run_dir / 'metrics.json'}")
     print_summary(run_dir, time.perf_counter() - start)
     return run_dir
 
 
 def print_summary(run_dir: Path, seconds: float) -> None:
-    """Print the run's folder, time and ``metrics.json`` (ICC and MSE per AU)."""
+    """Print the run's folder, time, W&B upload command and ``metrics.json`` (ICC, MSE per AU)."""
     metrics_file = run_dir / "metrics.json"
     print(f"\nrun folder: {run_dir}\nwall time: {seconds / 60:.1f} min")
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    if offline:
+        print(f"W&B (offline): wandb sync {' '.join(map(str, offline))}")
     if not metrics_file.exists():
         return
     metrics = json.loads(metrics_file.read_text())
@@ -273,7 +374,7 @@ def plan_cross_validation(
     re-run after a failure trains only what is missing; its settings are updated (a changed
     FAN or ARGS applies to the runs that have not finished, and the launcher says so).
     """
-    fan = prepare_inputs(experiment, dataset, fan, extra)
+    fan = prepare_inputs(experiment, dataset, fan, progress.Stages(CV_STAGES))
     path = cv.cv_folder(experiment, dataset) / "plan.json"
     if path.exists():
         previous = cv.CVPlan.load(path)

@@ -3,15 +3,18 @@
 Usage::
 
     aunet-predict INPUT... --ckpt CKPT --out FILE.csv [--overlay PATH] [--plot FILE.png]
-                  [--batch-size N] [--device auto|cpu|cuda] [--locations] [--margin M]
+                  [--batch-size N] [--device auto|cpu|cuda] [--precision auto|32-true|bf16-mixed]
+                  [--locations] [--margin M]
 
 INPUT is any mix of video files, image files and folders of images. Per frame (Sec. 3.4: "crop
 the face image according to some face detection and forward it to the trained network"):
 dlib finds the largest face and its 68 landmarks (:mod:`aunet.data.detect`); the face is cropped
 exactly as the training data were (:func:`aunet.data.crop.crop_face`, the model's input size);
-crops are forwarded in batches; each AU's intensity is the maximum of its map and its location
-the argmax (:mod:`aunet.inference`). Frames stream through -- decode, detect, crop, a batch of
-``N`` frames, forward, write -- so memory does not grow with a video's length.
+crops are forwarded in batches (under bf16 autocast where the device computes bf16 natively,
+float32 elsewhere: ``--precision auto``, :mod:`aunet.training.precision`); each AU's intensity
+is the maximum of its map and its location the argmax (:mod:`aunet.inference`). Frames stream
+through -- decode, detect, crop, a batch of ``N`` frames, forward, write -- so memory does not
+grow with a video's length.
 
 The CSV (see ``docs/inference.md``) has OpenFace's columns ``frame, face_id, timestamp,
 confidence, success, AU01_r, ...``, one row per frame; ``--locations`` adds ``AU01_x, AU01_y, ...``
@@ -56,6 +59,7 @@ from aunet.inference import (
     resolve_device,
     video_fps,
 )
+from aunet.training.precision import AUTO, BF16_MIXED, FLOAT32, choose_precision
 from aunet.visualise import au_panel, frame_overlay, plot_intensities
 
 #: Overlay videos: OpenCV codec per container.
@@ -269,6 +273,7 @@ def predict(
     plot: str | os.PathLike | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    precision: str = AUTO,
     locations: bool = False,
     margin: float | None = None,
     image_size: int | None = None,
@@ -284,6 +289,8 @@ def predict(
         plot: a PNG of each AU's intensity over time.
         batch_size: frames per forward pass.
         device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``auto`` (bf16 autocast where the device computes bf16 natively, else
+            float32; the choice is printed), ``32-true`` or ``bf16-mixed``.
         locations: add AU location columns (frame pixels).
         margin: the crop margin the training data were cropped with (``data_prep --margin``);
             default: the one the checkpoint records, else ``aunet.data.crop.DEFAULT_MARGIN``.
@@ -303,7 +310,9 @@ def predict(
         torch_device = resolve_device(device)
     except ValueError as error:  # CUDA asked for but missing
         raise InputError(str(error)) from None
-    predictor = load_predictor(checkpoint, torch_device, image_size)
+    choice = choose_precision(precision, torch_device.type, setting="--precision")
+    print(choice, flush=True)
+    predictor = load_predictor(checkpoint, torch_device, image_size, choice.precision)
     stopwatch = Stopwatch()
     if margin is None:
         margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
@@ -387,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument(
+        "--precision",
+        choices=(AUTO, FLOAT32, BF16_MIXED),
+        default=AUTO,
+        help="bf16 autocast or float32; auto: bf16 where the device computes it natively",
+    )
+    parser.add_argument(
         "--locations", action="store_true", help="add AU location columns (frame pixels)"
     )
     parser.add_argument(
@@ -421,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             plot=args.plot,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             locations=args.locations,
             margin=args.margin,
             image_size=args.image_size,

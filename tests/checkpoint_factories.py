@@ -28,6 +28,11 @@ TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmar
 IMAGE_SIZE = 32
 
 
+def tiny_scratch_options(strategy: str) -> dict:
+    """``strategy_args`` that shape ``scratch`` as the tiny FAN (it ignores any given FAN)."""
+    return {"fan_config": dataclasses.asdict(TINY_FAN)} if strategy == "scratch" else {}
+
+
 def untrained_module(strategy: str, image_size: int | None = IMAGE_SIZE) -> AUHeatmapModule:
     """An AU module over the tiny FAN with every weight nudged off its initial value.
 
@@ -38,6 +43,7 @@ def untrained_module(strategy: str, image_size: int | None = IMAGE_SIZE) -> AUHe
         strategy,
         au_names=DATASET_AUS["synthetic"],
         fan_config=dataclasses.asdict(TINY_FAN),
+        strategy_args=tiny_scratch_options(strategy),
         image_size=image_size,
     )
     generator = torch.Generator().manual_seed(0)

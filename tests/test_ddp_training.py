@@ -53,6 +53,7 @@ def common_args(
         "--model.init_args.fan", str(fan), "--run.dir", str(run_dir),
         "--run.experiment", experiment, "--run.wandb", "disabled",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.precision", "32-true",  # compared with a float32 reference below
     ]  # fmt: skip
 
 

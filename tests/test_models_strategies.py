@@ -14,6 +14,7 @@ from aunet.models import (
     LIGHT_FAN_CONFIG,
     NEEDS_FAN,
     STRATEGIES,
+    USES_FAN,
     AdaptationNetwork,
     FANConfig,
     ReparamConv2d,
@@ -26,8 +27,10 @@ TINY = FANConfig(width=16, depth=2)
 SIZE = 32  # TINY needs multiples of 4 * 2**2
 AUS = ("AU01", "AU12", "AU25")
 K = len(AUS)
-# Small AU-Nets for the adaptation strategies; every other option keeps its default.
+# Small AU-Nets for the adaptation strategies, and a small scratch (which ignores the FAN);
+# every other option keeps its default.
 OPTIONS = {
+    "scratch": {"fan_config": TINY},
     "adapt": {"width": 16},
     "attention": {"width": 16, "au_names": AUS},
     "random_backbone": {"width": 16},
@@ -245,6 +248,10 @@ def test_attention_needs_one_au_name_per_output() -> None:
 def test_strategies_without_a_fan_build_random_light_networks() -> None:
     scratch = build_strategy("scratch", 12)
     assert scratch.config == dataclasses.replace(LIGHT_FAN_CONFIG, num_landmarks=12)
+    # scratch and resnet18 are the paper's baselines whatever FAN the transfer strategies get
+    assert build_strategy("scratch", 12, tiny_fan()).config == scratch.config
+    assert isinstance(build_strategy("resnet18", K, tiny_fan()), ResNet18)
+    assert set(STRATEGIES) - {"scratch", "resnet18"} == USES_FAN
     random = build_strategy("random_backbone", K, fan_config={"width": 16, "depth": 2})
     assert random.backbone.fan.config == TINY
     assert build_strategy("scratch", K, fan_config=TINY).config.width == 16

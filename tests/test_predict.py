@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_factories import IMAGE_SIZE, fit_checkpoint, save_checkpoint, untrained_module
+from hardware import cpu
 from skimage.data import astronaut
 
 from aunet.aus import DATASET_AUS
@@ -77,7 +78,7 @@ def predicted(video, checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out")
     main([str(video), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"), "--locations",
           "--overlay", str(out / "overlay.mp4"), "--plot", str(out / "plot.png"),
-          "--batch-size", "3", "--no-progress"])  # fmt: skip
+          "--batch-size", "3", "--precision", "32-true", "--no-progress"])  # fmt: skip
     return out
 
 
@@ -120,7 +121,7 @@ def test_locations_and_intensities_match_a_hand_made_pipeline(tmp_path, checkpoi
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), image[..., ::-1])
     main([str(path), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"), "--locations",
-          "--no-progress"])  # fmt: skip
+          "--precision", "32-true", "--no-progress"])  # fmt: skip
     header, rows = read_csv(tmp_path / "au.csv")
     assert header[-1] == "input" and rows[0]["input"] == str(path)
     assert rows[0]["frame"] == "1" and float(rows[0]["timestamp"]) == 0
@@ -139,8 +140,27 @@ def test_locations_and_intensities_match_a_hand_made_pipeline(tmp_path, checkpoi
 def test_output_is_deterministic_and_independent_of_the_batch_size(predicted, video, checkpoint):
     again = predicted / "again.csv"
     main([str(video), "--ckpt", str(checkpoint), "--out", str(again), "--locations",
-          "--batch-size", "16", "--no-progress"])  # fmt: skip
+          "--batch-size", "16", "--precision", "32-true", "--no-progress"])  # fmt: skip
     assert again.read_bytes() == (predicted / "au.csv").read_bytes()
+
+
+def test_the_precision_is_chosen_by_the_hardware_and_printed(
+    tmp_path, checkpoint, capsys, monkeypatch
+):
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), astronaut_frame(0.5)[..., ::-1])
+    outputs = {}
+    for flags, line in (
+        ([], "precision: bf16-mixed (CPU supports AVX512_BF16)"),
+        (["--precision", "32-true"], "precision: 32-true (set by --precision)"),
+    ):
+        cpu(monkeypatch, level="AVX512", onednn_bf16=True, avx512_bf16=True)
+        out = tmp_path / f"{len(flags)}.csv"
+        main([str(path), "--ckpt", str(checkpoint), "--out", str(out), "--device", "cpu",
+              "--no-progress", *flags])  # fmt: skip
+        assert line in capsys.readouterr().out
+        outputs[len(flags)] = [float(read_csv(out)[1][0][f"{au}_r"]) for au in AUS]
+    np.testing.assert_allclose(outputs[0], outputs[2], atol=0.1)
 
 
 def test_overlay_video_and_plot_are_written(predicted):

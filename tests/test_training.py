@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_factories import TINY_FAN, tiny_scratch_options
 from factories import write_store
 from pytorch_lightning.callbacks import Callback
 
@@ -16,12 +17,11 @@ from aunet.cli import main as aunet_main
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.launch import experiment_names, resume_checkpoint
-from aunet.models import FAN, FANConfig, save_fan
-from aunet.training import AUHeatmapModule
+from aunet.models import FAN, LIGHT_FAN_CONFIG, load_fan, save_fan
+from aunet.training import AUHeatmapModule, au_module
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 AU_EXPERIMENTS = [name for name in experiment_names() if name != "fan"]
-TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def fit_args(experiment: str, store: Path, fan: Path, run_dir: Path, *extra: str
         "--run.wandb", "offline",
         "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false",
+        "--model.init_args.strategy_args", json.dumps(tiny_scratch_options(experiment)),
         *extra,
     ]  # fmt: skip
 
@@ -86,7 +87,8 @@ def test_loss_falls_on_a_tiny_overfit_set(experiment, fan_file, tmp_path):
                         image_size=32)  # fmt: skip
     batch = collate_frames([FrameDataset(store)[i] for i in range(12)])
     module = AUHeatmapModule(experiment, au_names=DATASET_AUS["synthetic"], fan=str(fan_file),
-                             lr=3e-3, cosine_period_epochs=None)  # fmt: skip
+                             strategy_args=tiny_scratch_options(experiment), lr=3e-3,
+                             cosine_period_epochs=None)  # fmt: skip
     optimiser = module.optimiser_settings.build(module, max_epochs=1)["optimizer"]
     module.train()
     losses = []
@@ -98,6 +100,33 @@ def test_loss_falls_on_a_tiny_overfit_set(experiment, fan_file, tmp_path):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_scratch_and_resnet18_never_read_a_given_fan_and_random_backbone_copies_its_shape(
+    tmp_path, monkeypatch
+):
+    """Sec. 3.3 and 6.1 baselines whatever FAN is given; Sec. 6.4's control copies its shape."""
+    from test_models_fan import RefFAN
+
+    official = tmp_path / "2DFAN.pth"  # the face-alignment package's layout, two stacks
+    torch.save(RefFAN(2, width=32, depth=2).state_dict(), official)
+    aus = DATASET_AUS["disfa"]
+    control = AUHeatmapModule("random_backbone", au_names=aus, fan=str(official),
+                              strategy_args={"width": 16})  # fmt: skip
+    assert control.model.backbone.fan.config == load_fan(official).config
+
+    def refuse(path):
+        raise AssertionError(f"{path} was read")
+
+    monkeypatch.setattr(au_module, "load_fan", refuse)
+    scratch = AUHeatmapModule("scratch", au_names=aus, fan=str(official))
+    # The AU-Net for DISFA's 12 AUs (docs/models.md; the paper's Table 5 rounds to 1.65M)
+    assert sum(p.numel() for p in scratch.model.parameters()) == 1_730_252
+    assert scratch.model.config == dataclasses.replace(LIGHT_FAN_CONFIG, num_landmarks=12)
+    assert (scratch.hparams.fan, scratch.hparams.fan_config) == (None, None)
+    resnet = AUHeatmapModule("resnet18", au_names=aus, fan=str(official))
+    assert resnet.model.output_kind == "intensities"
+    assert (resnet.hparams.fan, resnet.hparams.fan_config) == (None, None)
 
 
 def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):

@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -468,6 +470,29 @@ def write_store(
         seconds=time.perf_counter() - started,
         positive_rate={name: float(p / total) for name, p in zip(au_names, positives, strict=True)},
     )
+
+
+def expected_write_seconds(
+    frames: int,
+    size: int = 128,
+    landmark_only: bool = False,
+    workers: int = 1,
+    encoding: Encoding = DEFAULT_ENCODING,
+    probe_frames: int = 8,
+) -> float:
+    """Seconds :func:`write_store` should take for ``frames`` frames on this machine.
+
+    Measured, not recorded: ``probe_frames`` frames are rendered, encoded and written here, in
+    this process, to a temporary store, and the time per frame is scaled to ``frames`` shared
+    by the ``workers`` (taken to divide the work evenly, which more workers than free cores do
+    not).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        write_store(Path(folder) / "probe.h5", subjects=1, frames_per_subject=probe_frames,
+                    size=size, landmark_only=landmark_only, encoding=encoding)  # fmt: skip
+        per_frame = (time.perf_counter() - started) / probe_frames
+    return per_frame * frames / max(1, workers)
 
 
 _AU_TITLES = {

@@ -24,16 +24,24 @@ from aunet.models.fan import (
 )
 from aunet.models.fan_io import load_fan, save_fan
 from aunet.models.layers import ConvBlock, Hourglass
-from aunet.models.registry import NEEDS_FAN, STRATEGIES, build_strategy
+from aunet.models.registry import (
+    COPIES_FAN_ARCHITECTURE,
+    NEEDS_FAN,
+    STRATEGIES,
+    USES_FAN,
+    build_strategy,
+)
 from aunet.models.reparam import ReparamConv2d, ReparametrisedFAN
 from aunet.models.resnet import ResNet18
 
 __all__ = [
+    "COPIES_FAN_ARCHITECTURE",
     "FAN",
     "LIGHT_FAN_CONFIG",
     "NEEDS_FAN",
     "OFFICIAL_2DFAN4_CONFIG",
     "STRATEGIES",
+    "USES_FAN",
     "AUHourglass",
     "AdaptationLayers",
     "AdaptationNetwork",

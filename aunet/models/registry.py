@@ -1,11 +1,17 @@
 """Every transfer strategy of the paper, built by name (the experiment configs' ``strategy``).
 
-Each builder takes the number of AUs, an optional pre-trained FAN and the strategy's own options
-(``strategy_args`` in ``experiments/*.yaml``), and returns an ``nn.Module`` that maps B x 3 x H x W
-images in [0, 1] to B x K x H/4 x W/4 AU heatmaps (``output_kind == "heatmaps"``) or, for the
-ResNet-18 baseline, B x K intensities (``"intensities"``). Frozen parameters have
-``requires_grad=False``, so the optimiser takes ``p for p in model.parameters() if
-p.requires_grad``. A given FAN is never modified: strategies work on copies.
+Each builder takes the number of AUs, the FAN where the strategy uses one (:data:`USES_FAN`) and
+the strategy's own options (``strategy_args`` in ``experiments/*.yaml``), and returns an
+``nn.Module`` that maps B x 3 x H x W images in [0, 1] to B x K x H/4 x W/4 AU heatmaps
+(``output_kind == "heatmaps"``) or, for the ResNet-18 baseline, B x K intensities
+(``"intensities"``). Frozen parameters have ``requires_grad=False``, so the optimiser takes
+``p for p in model.parameters() if p.requires_grad``. A given FAN is never modified: strategies
+work on copies.
+
+Which strategies use a FAN, and how, is decided here and nowhere else (the launcher and the
+LightningModule ask :data:`NEEDS_FAN` and :data:`USES_FAN`): the transfer strategies take a
+pre-trained FAN's weights; ``random_backbone`` copies only its architecture (the control for
+``adapt`` over that FAN); ``scratch`` and ``resnet18``, the paper's baselines, never see one.
 
 >>> model = build_strategy("scratch", num_aus=12)
 >>> model.output_kind
@@ -30,18 +36,20 @@ from aunet.models.resnet import ResNet18
 FANConfigLike = FANConfig | Mapping[str, Any]
 
 
-def _architecture(fan: FAN | None, fan_config: FANConfigLike | None) -> FANConfig:
-    """The FAN architecture to build afresh: ``fan_config``, else the given FAN's, else light."""
-    if fan_config is None:
-        return fan.config if fan is not None else LIGHT_FAN_CONFIG
-    if isinstance(fan_config, FANConfig):
-        return fan_config
-    return FANConfig.from_dict(dict(fan_config))
+def _config(fan_config: FANConfigLike) -> FANConfig:
+    return (
+        fan_config if isinstance(fan_config, FANConfig) else FANConfig.from_dict(dict(fan_config))
+    )
 
 
-def scratch(num_aus: int, fan: FAN | None = None, fan_config: FANConfigLike | None = None) -> FAN:
-    """The AU-Net of Sec. 3.3, randomly initialised (a given FAN lends only its architecture)."""
-    return FAN(dataclasses.replace(_architecture(fan, fan_config), num_landmarks=num_aus))
+def scratch(num_aus: int, fan_config: FANConfigLike | None = None) -> FAN:
+    """The AU-Net of Sec. 3.3, randomly initialised: the light FAN's architecture with K maps.
+
+    One Hourglass of 128 channels (1.65M parameters in the paper's Table 5), whatever FAN the
+    transfer strategies use; ``fan_config`` builds another shape on purpose.
+    """
+    architecture = LIGHT_FAN_CONFIG if fan_config is None else _config(fan_config)
+    return FAN(dataclasses.replace(architecture, num_landmarks=num_aus))
 
 
 def finetune(num_aus: int, fan: FAN) -> FAN:
@@ -85,16 +93,25 @@ def random_backbone(
     depth: int | None = None,
     kernel_size: int = 1,
 ) -> AdaptationNetwork:
-    """Sec. 6.4: ``adapt`` over a frozen, randomly initialised FAN (a given FAN's architecture)."""
-    return adapt(num_aus, FAN(_architecture(fan, fan_config)), width, depth, kernel_size)
+    """Sec. 6.4: ``adapt`` over a frozen, randomly initialised FAN.
+
+    Its architecture is ``fan_config``'s, else the given FAN's (the control for ``adapt`` over
+    that FAN: the same network without its pre-trained weights), else the light FAN's.
+    """
+    if fan_config is not None:
+        architecture = _config(fan_config)
+    else:
+        architecture = fan.config if fan is not None else LIGHT_FAN_CONFIG
+    return adapt(num_aus, FAN(architecture), width, depth, kernel_size)
 
 
-def resnet18(num_aus: int, fan: FAN | None = None, weights: str | None = None) -> ResNet18:
-    """Sec. 6.1: ResNet-18 regressing the K intensities directly (a given FAN is not used)."""
+def resnet18(num_aus: int, weights: str | None = None) -> ResNet18:
+    """Sec. 6.1: ResNet-18 regressing the K intensities directly."""
     return ResNet18(num_aus, weights)
 
 
-#: Strategy name -> builder ``(num_aus, fan, **options) -> nn.Module``.
+#: Strategy name -> builder ``(num_aus, [fan,] **options) -> nn.Module`` (``fan`` only for
+#: :data:`USES_FAN`).
 STRATEGIES: dict[str, Callable[..., nn.Module]] = {
     "scratch": scratch,
     "finetune": finetune,
@@ -106,13 +123,12 @@ STRATEGIES: dict[str, Callable[..., nn.Module]] = {
     # Sec. 6.5: built as `adapt`; the second stage calls `model.unfreeze_backbone()`.
     "adapt_finetune": adapt,
 }
-#: Strategies that transfer from a pre-trained FAN and cannot be built without one.
+#: Strategies that transfer from a pre-trained FAN's weights and cannot be built without one.
 NEEDS_FAN = frozenset({"finetune", "adapt", "attention", "reparam", "adapt_finetune"})
-
-
-def strategy_uses_fan(name: str) -> bool:
-    """Whether a strategy runs a FAN's layers: transfers from it, or copies its architecture."""
-    return name in NEEDS_FAN or name == "random_backbone"
+#: Strategies that copy only a FAN's architecture; without a FAN they take the light FAN's.
+COPIES_FAN_ARCHITECTURE = frozenset({"random_backbone"})
+#: Every strategy that has a use for a FAN; the others (``scratch``, ``resnet18``) never get one.
+USES_FAN = NEEDS_FAN | COPIES_FAN_ARCHITECTURE
 
 
 def build_strategy(name: str, num_aus: int, fan: FAN | None = None, **options: Any) -> nn.Module:
@@ -122,7 +138,8 @@ def build_strategy(name: str, num_aus: int, fan: FAN | None = None, **options: A
         name: a key of :data:`STRATEGIES`.
         num_aus: K, the AUs to predict.
         fan: the pre-trained FAN (e.g. :func:`aunet.models.load_fan`); required by
-            :data:`NEEDS_FAN`, copied, never modified.
+            :data:`NEEDS_FAN`, copied, never modified; not used by strategies outside
+            :data:`USES_FAN`.
         **options: the builder's keyword options (see each builder's signature).
 
     Returns:
@@ -141,6 +158,7 @@ def build_strategy(name: str, num_aus: int, fan: FAN | None = None, **options: A
             "fan=aunet.models.load_fan(path) (make train ... FAN=path)"
         )
     builder = STRATEGIES[name]
+    fan_argument = (fan,) if name in USES_FAN else ()
     accepted = [p for p in inspect.signature(builder).parameters if p not in ("num_aus", "fan")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -148,4 +166,4 @@ def build_strategy(name: str, num_aus: int, fan: FAN | None = None, **options: A
             f"strategy {name!r} got unknown option(s) {unknown}; it accepts: "
             f"{', '.join(accepted) or 'no options'}"
         )
-    return builder(num_aus, fan, **options).train()
+    return builder(num_aus, *fan_argument, **options).train()

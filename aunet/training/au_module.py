@@ -18,16 +18,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
 from aunet.aus import check_au_names
 from aunet.heatmaps import SIGMA_AT_1, SIGMA_AT_5, au_targets, decode_au_heatmaps
 from aunet.metrics import ICC, MSE
-from aunet.models import FAN, FANConfig, build_strategy, load_fan
+from aunet.models import FAN, NEEDS_FAN, USES_FAN, FANConfig, build_strategy, load_fan
 from aunet.training.common import OptimiserSettings, StageMetrics, images_to_float
-
-#: Strategies that transfer from a pre-trained FAN and cannot run without one.
-NEEDS_FAN = ("finetune", "adapt", "attention", "reparam", "adapt_finetune")
 
 
 class AUHeatmapModule(pl.LightningModule):
@@ -39,10 +37,14 @@ class AUHeatmapModule(pl.LightningModule):
             ``adapt_finetune``).
         au_names: the K AUs, in the data's column order (linked from the DataModule).
         fan: path to FAN weights (official face-alignment state dict, its TorchScript archive,
-            or an aunet FAN checkpoint); required by the transfer strategies.
+            or an aunet FAN checkpoint); required by the transfer strategies
+            (:data:`aunet.models.NEEDS_FAN`), read for its architecture by ``random_backbone``,
+            and neither read nor recorded for ``scratch`` and ``resnet18``, which use no FAN
+            (scratch's shape is its own ``strategy_args.fan_config``).
         fan_config: the FAN's architecture, filled in from ``fan`` and saved in checkpoints so a
             trained model rebuilds without the FAN file; give it instead of ``fan`` to build an
-            untrained backbone of that shape.
+            untrained backbone of that shape (ignored, as ``fan``, by ``scratch`` and
+            ``resnet18``).
         strategy_args: extra keyword arguments for the strategy builder.
         lr: Adam's learning rate (the paper does not give it).
         weight_decay: Adam's weight decay (Sec. 5.3: 1e-6).
@@ -88,8 +90,7 @@ class AUHeatmapModule(pl.LightningModule):
         if not self.au_names:
             raise ValueError("au_names is empty: the model needs the data's AU list")
         backbone = self._backbone(strategy, fan, fan_config)
-        if backbone is not None:
-            fan_config = asdict(backbone.config)
+        fan, fan_config = (fan, asdict(backbone.config)) if backbone is not None else (None, None)
         self.save_hyperparameters(
             {
                 "strategy": strategy,
@@ -123,7 +124,14 @@ class AUHeatmapModule(pl.LightningModule):
 
     @staticmethod
     def _backbone(strategy: str, fan: str | None, fan_config: dict[str, Any] | None) -> FAN | None:
-        """The FAN to transfer from: loaded from ``fan``, or shaped by ``fan_config``."""
+        """The FAN to transfer from: loaded from ``fan``, or shaped by ``fan_config``.
+
+        None for a strategy that uses no FAN: a given ``fan`` file is then not even opened.
+        """
+        if strategy not in USES_FAN:
+            if fan is not None:
+                rank_zero_info(f"strategy {strategy!r} uses no FAN: model.fan {fan} is not read")
+            return None
         if fan is not None:
             return load_fan(fan)
         if fan_config is not None:
