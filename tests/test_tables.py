@@ -73,8 +73,10 @@ def untrained_runs(
     root: Path, experiment: str, fan: FANConfig, image_size: int, folds: int = 3
 ) -> tuple[list[Path], AUHeatmapModule]:
     """Run folders with an untrained ``last.ckpt`` of ``experiment`` over a ``fan``-shaped FAN."""
+    # scratch ignores a given FAN: its own strategy option shapes it like ``fan``.
+    shape = {"fan_config": dataclasses.asdict(fan)} if experiment == "scratch" else {}
     module = AUHeatmapModule(experiment, AUS, fan_config=dataclasses.asdict(fan),
-                             image_size=image_size)  # fmt: skip
+                             strategy_args=shape, image_size=image_size)  # fmt: skip
     runs = [
         root / "runs" / experiment / "disfa" / f"fold{k}" / "stamp" for k in range(1, folds + 1)
     ]
