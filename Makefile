@@ -52,8 +52,8 @@ test: $(STAMP)  ## the fast test suite (what CI runs)
 test-slow: $(STAMP)  ## the slow tests (SLURM cluster, kill/resume, 256x256 models)
 	$(PY) -m pytest -m "slow and not rehearsal" -q
 
-rehearse: $(STAMP)  ## the paper's recipe (prep, table on SLURM, robustness, predict) on stand-in data
-	$(PY) -m pytest -m rehearsal -q -s --basetemp=runs/rehearsal
+rehearse: $(STAMP)  ## the paper's recipe (prep, table on SLURM, robustness, predict) on stand-in data [ONLY=disfa|bp4d]
+	$(PY) -m pytest -m rehearsal -q -s --basetemp=runs/rehearsal $(if $(ONLY),-k $(ONLY))
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .
@@ -83,11 +83,12 @@ bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)
 bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> bench/results/complexity.json
 	$(PY) -m bench.complexity
 
-table: $(STAMP)  ## reproduce Table 2 on DATA=<dataset> [EXPS="scratch adapt ..."] [LAUNCH=...]
-	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
+table: $(STAMP)  ## reproduce Table 2 on DATA=<dataset> [FAN=path] [EXPS="scratch adapt ..."] [LAUNCH=...]
+	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(FAN),--fan $(FAN)) \
+		$(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
 
-robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=adapt DATA=synthetic
-	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) -- $(ARGS)
+robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=adapt DATA=synthetic [FAN=path]
+	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) $(if $(FAN),--fan $(FAN)) -- $(ARGS)
 
 clean:  ## remove caches (keeps .venv, data, runs and checkpoints)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
