@@ -45,7 +45,11 @@ from aunet.data.detect import FaceTracker, LandmarkDetector
 from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
-from aunet.training.au_module import AUHeatmapModule
+from aunet.training.au_module import (
+    AUHeatmapModule,
+    legacy_stem_hparams,
+    predates_stem_pool_option,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -444,9 +448,13 @@ def rebuild_module(checkpoint: dict[str, Any], path: str | os.PathLike) -> AUHea
     """Rebuild the LightningModule of a checkpoint read by :func:`read_checkpoint`.
 
     The FAN file of training time is not needed: ``fan_config`` rebuilds the backbone and the
-    state dict fills in every weight, the frozen FAN's included.
+    state dict fills in every weight, the frozen FAN's included. A checkpoint written before
+    ``FANConfig.stem_pool_at`` existed rebuilds with the stem pooled after ``conv2``, as it was
+    trained (:func:`~aunet.training.au_module.legacy_stem_hparams`).
     """
     hparams = dict(checkpoint["hyper_parameters"])
+    if predates_stem_pool_option(hparams):
+        hparams = legacy_stem_hparams(hparams)
     options = dict(hparams.get("strategy_args") or {})
     for key in _INITIAL_WEIGHT_OPTIONS:
         options.pop(key, None)

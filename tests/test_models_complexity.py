@@ -44,7 +44,7 @@ def test_benchmark_writes_every_experiment_and_counts_the_au_net_by_hand(tmp_pat
     block = 101_376  # ConvBlock(128, 128) weights
     macs = (
         9_408 * 128**2  # conv1 (stride 2)
-        + (64_512 + 8_192) * 128**2  # conv2, pooled after it
+        + (64_512 + 8_192) * 64**2  # conv2, pooled before it (the light FAN)
         + 2 * block * 64**2  # conv3, conv4
         + block * (4096 + 2 * 1024 + 1024 + 2 * 256 + 256 + 2 * 64 + 64 + 3 * 16)  # Hourglass
         + block * 64**2  # top ConvBlock
