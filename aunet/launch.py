@@ -44,6 +44,7 @@ CHECKPOINTS = Path("checkpoints")
 #: Experiments whose strategy transfers from (or is shaped like) a FAN.
 FAN_EXPERIMENTS = (
     "finetune", "adapt", "attention", "reparam", "adapt_finetune", "random_backbone", "scratch",
+    "reparam_bn", "adapt_1m", "fixed_sigma",
 )  # fmt: skip
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")

@@ -40,9 +40,16 @@ from aunet.paper_results import AVERAGE, PAPER_METHODS, PAPER_TABLE_5, PaperTabl
 
 TABLES_ROOT = Path("runs/tables")
 COMPLEXITY_FILE = Path("bench/results/complexity.json")
-#: Table rows: the paper's methods in its order, then aunet's Sec. 6.5 experiment.
-EXPERIMENT_ORDER: tuple[str, ...] = (*(name for name, _ in PAPER_METHODS), "adapt_finetune")
-METHOD_NAMES: dict[str, str] = {**dict(PAPER_METHODS), "adapt_finetune": "Adaptation + fine-tuning"}
+#: Rows aunet adds to the paper's: its Sec. 6.5 experiment, three ablations (docs/experiments.md).
+AUNET_METHODS: tuple[tuple[str, str], ...] = (
+    ("adapt_finetune", "Adaptation + fine-tuning"),
+    ("fixed_sigma", "Scratch, fixed-size Gaussians"),
+    ("reparam_bn", "Reparam. + BN trained"),
+    ("adapt_1m", "Adaptation layers, ~1M"),
+)
+#: Table rows: the paper's methods in its order, then aunet's.
+EXPERIMENT_ORDER: tuple[str, ...] = tuple(name for name, _ in (*PAPER_METHODS, *AUNET_METHODS))
+METHOD_NAMES: dict[str, str] = dict((*PAPER_METHODS, *AUNET_METHODS))
 #: The two blocks of Table 2: metric, its label, and whether higher is better.
 BLOCKS: tuple[tuple[str, str, bool], ...] = (("icc", "ICC", True), ("mse", "MSE", False))
 COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops")

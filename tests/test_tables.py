@@ -161,6 +161,12 @@ def test_no_report_and_mismatched_reports_fail_naming_the_files(tmp_path):
         tables.order_experiments(["scratch", "fan"])
 
 
+def test_every_au_experiment_is_a_row_of_the_default_table() -> None:
+    assert set(tables.EXPERIMENT_ORDER) == set(launch.experiment_names()) - {"fan"}
+    assert set(tables.METHOD_NAMES) == set(tables.EXPERIMENT_ORDER)
+    assert len(set(tables.METHOD_NAMES.values())) == len(tables.METHOD_NAMES)
+
+
 def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsys):
     trained = []
 
