@@ -46,7 +46,11 @@ from aunet.data.framing import Reframe
 from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
-from aunet.training.au_module import AUHeatmapModule
+from aunet.training.au_module import (
+    AUHeatmapModule,
+    legacy_stem_hparams,
+    predates_stem_pool_option,
+)
 from aunet.training.precision import BF16_MIXED, FLOAT32
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -482,7 +486,9 @@ def rebuild_module(
     """Rebuild the LightningModule of a checkpoint read by :func:`read_checkpoint`.
 
     The FAN file of training time is not needed: ``fan_config`` rebuilds the backbone and the
-    state dict fills in every weight, the frozen FAN's included.
+    state dict fills in every weight, the frozen FAN's included. A checkpoint written before
+    ``FANConfig.stem_pool_at`` existed rebuilds with the stem pooled after ``conv2``, as it was
+    trained (:func:`~aunet.training.au_module.legacy_stem_hparams`).
 
     Args:
         checkpoint: what :func:`read_checkpoint` returned.
@@ -491,6 +497,8 @@ def rebuild_module(
             weights), e.g. on the ``meta`` device to count its parameters and FLOPs.
     """
     hparams = dict(checkpoint["hyper_parameters"])
+    if predates_stem_pool_option(hparams):
+        hparams = legacy_stem_hparams(hparams)
     options = dict(hparams.get("strategy_args") or {})
     for key in _INITIAL_WEIGHT_OPTIONS:
         options.pop(key, None)

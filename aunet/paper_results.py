@@ -397,6 +397,8 @@ PAPER_TABLE_5: dict[str, PaperComplexity] = {
     "reparam": PaperComplexity(1.79e6, 5.21e9, 0.016),
     "attention": PaperComplexity(2.65e6, 6.32e9, 0.021),
     "adapt": PaperComplexity(2.65e6, 6.32e9, 0.018),
+    # The same row: aunet's adaptation layers at the ~1M trainable parameters the text gives.
+    "adapt_1m": PaperComplexity(2.65e6, 6.32e9, 0.018),
 }
 
 

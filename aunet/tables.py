@@ -61,9 +61,16 @@ from aunet.paper_results import (
 )
 
 TABLES_ROOT = Path("runs/tables")
-#: Table rows: the paper's methods in its order, then aunet's Sec. 6.5 experiment.
-EXPERIMENT_ORDER: tuple[str, ...] = (*(name for name, _ in PAPER_METHODS), "adapt_finetune")
-METHOD_NAMES: dict[str, str] = {**dict(PAPER_METHODS), "adapt_finetune": "Adaptation + fine-tuning"}
+#: Rows aunet adds to the paper's: its Sec. 6.5 experiment, three ablations (docs/experiments.md).
+AUNET_METHODS: tuple[tuple[str, str], ...] = (
+    ("adapt_finetune", "Adaptation + fine-tuning"),
+    ("fixed_sigma", "Scratch, fixed-size Gaussians"),
+    ("reparam_bn", "Reparam. + BN trained"),
+    ("adapt_1m", "Adaptation layers, ~1M"),
+)
+#: Table rows: the paper's methods in its order, then aunet's.
+EXPERIMENT_ORDER: tuple[str, ...] = tuple(name for name, _ in (*PAPER_METHODS, *AUNET_METHODS))
+METHOD_NAMES: dict[str, str] = dict((*PAPER_METHODS, *AUNET_METHODS))
 #: The blocks a table can have: metric, its label, and whether higher is better. Table 2 has
 #: ICC and MSE; aunet adds RMSE where the paper's errors are RMSE (FERA2017, Tables 3 and 6).
 BLOCKS: tuple[tuple[str, str, bool], ...] = (

@@ -28,9 +28,15 @@ TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmar
 IMAGE_SIZE = 32
 
 
-def tiny_scratch_options(strategy: str) -> dict:
-    """``strategy_args`` that shape ``scratch`` as the tiny FAN (it ignores any given FAN)."""
-    return {"fan_config": dataclasses.asdict(TINY_FAN)} if strategy == "scratch" else {}
+#: Experiments whose strategy is ``scratch`` (experiments/*.yaml).
+SCRATCH_EXPERIMENTS = ("scratch", "fixed_sigma")
+
+
+def tiny_scratch_options(experiment: str) -> dict:
+    """``strategy_args`` that shape a ``scratch`` experiment as the tiny FAN (it ignores any
+    given FAN); empty for the others."""
+    shape = {"fan_config": dataclasses.asdict(TINY_FAN)}
+    return shape if experiment in SCRATCH_EXPERIMENTS else {}
 
 
 def untrained_module(strategy: str, image_size: int | None = IMAGE_SIZE) -> AUHeatmapModule:

@@ -67,7 +67,8 @@ def test_fan_layouts_are_named_whatever_their_number_of_maps() -> None:
     official = dataclasses.replace(OFFICIAL_2DFAN4_CONFIG, num_landmarks=12)
     assert fan_layout_name(official) == "2DFAN-4 (4 stacks, 256 ch)"
     assert fan_layout_name(LIGHT_FAN_CONFIG) == "aunet light FAN (1 stack, 128 ch)"
-    assert fan_layout_name(TINY) == "FAN (width=16, depth=2)"
+    # FANConfig() pools after conv2 (the official layout); the light FAN before it.
+    assert fan_layout_name(TINY) == "FAN (width=16, depth=2, stem_pool_at=after_conv2)"
     assert fan_of(build_strategy("adapt", 5, FAN(TINY))) == TINY  # its frozen backbone
     assert fan_of(build_strategy("scratch", 5)).num_landmarks == 5  # the AU-Net itself
     assert fan_of(build_strategy("resnet18", 5)) is None
@@ -75,7 +76,7 @@ def test_fan_layouts_are_named_whatever_their_number_of_maps() -> None:
 
 def test_every_strategy_has_an_experiment_and_every_experiment_builds() -> None:
     names = complexity.experiment_names()
-    assert set(STRATEGIES) | {"fan"} == set(names)
+    assert set(STRATEGIES) | {"fan"} <= set(names)  # and ablations of them
     for name in names:
         model = complexity.build_model(name, TINY)
         section = complexity.model_section(name)
@@ -83,7 +84,8 @@ def test_every_strategy_has_an_experiment_and_every_experiment_builds() -> None:
             assert isinstance(model, FAN)
             assert model.config == LIGHT_FAN_CONFIG  # Sec. 4.1: the light FAN
         else:
-            assert section["init_args"]["strategy"] == name
+            strategy = section["init_args"]["strategy"]
+            assert strategy == name if name in STRATEGIES else strategy in STRATEGIES
             assert section["class_path"] == "aunet.training.AUHeatmapModule"
 
 
@@ -105,7 +107,7 @@ def test_benchmark_writes_every_experiment_and_counts_the_au_net_by_hand(tmp_pat
     block = 101_376  # ConvBlock(128, 128) weights
     macs = (
         9_408 * 128**2  # conv1 (stride 2)
-        + (64_512 + 8_192) * 128**2  # conv2, pooled after it
+        + (64_512 + 8_192) * 64**2  # conv2, pooled before it (the light FAN)
         + 2 * block * 64**2  # conv3, conv4
         + block * (4096 + 2 * 1024 + 1024 + 2 * 256 + 256 + 2 * 64 + 64 + 3 * 16)  # Hourglass
         + block * 64**2  # top ConvBlock
@@ -118,3 +120,10 @@ def test_benchmark_writes_every_experiment_and_counts_the_au_net_by_hand(tmp_pat
     }
     assert results["reparam"]["gflops"] == results["scratch"]["gflops"]  # folded
     assert results["adapt"]["params"] == results["fan"]["params"] + 207_884
+    # The ablations: BN affine parameters (2 x 4,000 channels of the light FAN's BN) train too;
+    # targets drawn otherwise change no network; the paper's ~1M new parameters, 2.65M in all.
+    reparam, reparam_bn = results["reparam"], results["reparam_bn"]
+    assert reparam_bn == {**reparam, "trainable_params": reparam["trainable_params"] + 8_000}
+    assert results["fixed_sigma"] == results["scratch"]
+    assert results["adapt_1m"]["trainable_params"] == pytest.approx(1.0e6, rel=0.1)
+    assert results["adapt_1m"]["params"] == pytest.approx(2.65e6, rel=0.1)

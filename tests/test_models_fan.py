@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from aunet.models import (
     FAN,
@@ -21,6 +22,7 @@ from aunet.models import (
     save_fan,
 )
 from aunet.models.layers import downsample2x, upsample2x
+from aunet.training import FANModule
 
 TINY = FANConfig(width=16, depth=2)
 
@@ -187,6 +189,39 @@ def test_light_fan_matches_the_papers_description() -> None:
     assert heatmaps.shape == (1, 68, 16, 16)
 
 
+def conv2_input_side(config: FANConfig, size: int) -> int:
+    fan = FAN(config).eval()
+    sides = []
+    fan.conv2.register_forward_pre_hook(lambda module, inputs: sides.append(inputs[0].shape[-1]))
+    with torch.no_grad():
+        assert fan(torch.rand(1, 3, size, size)).shape[-1] == size // 4
+    return sides[0]
+
+
+def test_the_light_fan_pools_before_conv2_and_the_official_layout_after() -> None:
+    old_light = dataclasses.replace(LIGHT_FAN_CONFIG, stem_pool_at="after_conv2")
+    assert conv2_input_side(LIGHT_FAN_CONFIG, 64) == 16  # Table 5's FLOPs: conv2 at 64 x 64
+    assert conv2_input_side(old_light, 64) == 32  # face-alignment's layout: at 128 x 128
+    assert OFFICIAL_2DFAN4_CONFIG.stem_pool_at == "after_conv2"
+    # A config that does not say (every config written before the option) is the old layout.
+    assert FANConfig() == FANConfig.from_dict(dataclasses.asdict(old_light)) == old_light
+    with pytest.raises(ValueError, match="stem_pool_at"):
+        FANConfig(stem_pool_at="before_conv3")
+
+
+def test_pooling_before_conv2_saves_three_quarters_of_its_flops() -> None:
+    def flops(config: FANConfig) -> int:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            FAN(config).eval()(torch.rand(1, 3, 64, 64))
+        return counter.get_total_flops()
+
+    # conv2 = ConvBlock(64, 128): 3x3 convs 64->64, 64->32, 32->32 and the 1x1 64->128 shortcut.
+    conv2_weights = 9 * (64 * 64 + 64 * 32 + 32 * 32) + 64 * 128
+    old_light = dataclasses.replace(LIGHT_FAN_CONFIG, stem_pool_at="after_conv2")
+    saved = 2 * conv2_weights * (32 * 32 - 16 * 16)  # 2 FLOPs a multiply-add, 64 px input
+    assert flops(old_light) - flops(LIGHT_FAN_CONFIG) == saved
+
+
 @pytest.mark.parametrize("size", [32, 64, 96])
 def test_fan_outputs_a_quarter_of_any_valid_size(size: int) -> None:
     fan = FAN(dataclasses.replace(TINY, num_stacks=2)).eval()
@@ -313,6 +348,26 @@ def test_lightning_checkpoint_of_fanmodule(with_config: bool, tmp_path) -> None:
     assert loaded.config == expected
     if with_config:
         assert_same_output(loaded, fan)
+
+
+def test_fan_files_written_before_the_stem_option_keep_their_layout(tmp_path) -> None:
+    reference = randomise(RefFAN(1, width=16, depth=2))  # pools after conv2, as aunet did
+    old_config = {"num_stacks": 1, "width": 16, "depth": 2, "kernel_size": 3,
+                  "num_landmarks": 68, "pooling": "avg", "upsampling": "nearest"}  # fmt: skip
+    state = reference.state_dict()
+    torch.save({"format": "aunet-fan", "config": old_config, "state_dict": state},
+               tmp_path / "fan.pt")  # fmt: skip
+    lightning = {f"fan.{key}": value for key, value in state.items()}
+    torch.save({"state_dict": lightning, "hyper_parameters": {"fan_config": old_config}},
+               tmp_path / "last.ckpt")  # fmt: skip
+    for name in ("fan.pt", "last.ckpt"):
+        loaded = load_fan(tmp_path / name)
+        assert loaded.config.stem_pool_at == "after_conv2"
+        assert_same_output(loaded, reference)
+    module = FANModule(fan_config=old_config)  # a FANModule rebuilt from an old checkpoint
+    module.fan.load_state_dict(state)
+    assert_same_output(module.fan.eval(), reference)
+    assert FANModule().fan.config == LIGHT_FAN_CONFIG  # a new run: the paper's layout
 
 
 # --- wrong files

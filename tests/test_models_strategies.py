@@ -172,40 +172,67 @@ def test_reparam_with_identity_projections_is_the_fan() -> None:
         assert torch.equal(model(x), fan(x))
 
 
-def test_fold_gives_a_plain_fan_with_the_same_output() -> None:
-    model = ReparametrisedFAN(tiny_fan(), num_aus=K)
+@pytest.mark.parametrize("train_batchnorm", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_fold_gives_a_plain_fan_with_the_same_output(train_batchnorm: bool, training: bool) -> None:
+    model = ReparametrisedFAN(tiny_fan(), num_aus=K, train_batchnorm=train_batchnorm)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, ReparamConv2d):
                 module.projection.add_(0.1 * torch.randn_like(module.projection))
-    model.eval()
+    model.train(training)
     folded = model.fold()
     assert type(folded) is FAN
     assert not any(isinstance(m, ReparamConv2d) for m in folded.modules())
     plain = sum(p.numel() for p in FAN(dataclasses.replace(TINY, num_landmarks=K)).parameters())
     assert sum(p.numel() for p in folded.parameters()) == plain  # costs what a FAN costs
+    assert folded.bn1.training == (training and train_batchnorm)
     x = images()
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-def test_reparam_trains_projections_bn_and_the_last_layer_only() -> None:
-    model = build_strategy("reparam", 12, FAN(LIGHT_FAN_CONFIG))
-    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
-    projections = sum(v for n, v in trainable.items() if n.endswith("projection"))
-    # sum of C_out^2: conv1 64^2; conv2 64^2 + 32^2 + 32^2 + downsample 128^2;
-    # 16 ConvBlocks of 128 (conv3, conv4, 13 Hourglass, top) 64^2 + 32^2 + 32^2; conv_last 128^2
-    assert projections == 4096 + (6144 + 16384) + 16 * 6144 + 16384 == 141_312  # paper: ~130K
-    batch_norm = {
+def batch_norm_parameters(model: nn.Module) -> dict[str, int]:
+    return {
         f"{module_name}.{param_name}": param.numel()
         for module_name, module in model.named_modules()
         if isinstance(module, nn.BatchNorm2d)
         for param_name, param in module.named_parameters()
     }
+
+
+@pytest.mark.parametrize("train_batchnorm", [False, True])
+def test_reparam_trains_projections_and_the_last_layer_and_bn_only_if_asked(
+    train_batchnorm: bool,
+) -> None:
+    model = build_strategy("reparam", 12, FAN(LIGHT_FAN_CONFIG), train_batchnorm=train_batchnorm)
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    projections = sum(v for n, v in trainable.items() if n.endswith("projection"))
+    # sum of C_out^2: conv1 64^2; conv2 64^2 + 32^2 + 32^2 + downsample 128^2;
+    # 16 ConvBlocks of 128 (conv3, conv4, 13 Hourglass, top) 64^2 + 32^2 + 32^2; conv_last 128^2
+    assert projections == 4096 + (6144 + 16384) + 16 * 6144 + 16384 == 141_312  # paper: ~130K
     last = {"net.l0.weight": 128 * 12, "net.l0.bias": 12}
+    batch_norm = batch_norm_parameters(model) if train_batchnorm else {}
     others = {n: v for n, v in trainable.items() if not n.endswith("projection")}
-    assert others == {**batch_norm, **last}  # a documented choice: BN affine trains too
-    assert sum(trainable.values()) == 141_312 + 8_000 + 1_548
+    assert others == {**batch_norm, **last}  # Sec. 4.5: "only the weights W are to be learned"
+    assert sum(trainable.values()) == 141_312 + 1_548 + (8_000 if train_batchnorm else 0)
+
+
+@pytest.mark.parametrize("train_batchnorm", [False, True])
+def test_reparam_batch_norm_keeps_the_fans_statistics_unless_trained(train_batchnorm: bool) -> None:
+    fan = tiny_fan()
+    model = build_strategy("reparam", K, fan, train_batchnorm=train_batchnorm)
+    model.train()  # what the LightningModule does every epoch
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(norm.training == train_batchnorm for norm in norms)
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(images()).square().mean().backward()
+    optimiser.step()
+    moved = not torch.equal(model.net.bn1.running_mean, fan.bn1.running_mean)
+    assert moved == train_batchnorm
+    assert torch.equal(model.net.bn1.weight, fan.bn1.weight) != train_batchnorm
+    model.eval()
+    assert not any(norm.training for norm in norms)
 
 
 def test_reparam_training_moves_w_and_never_theta() -> None:

@@ -201,7 +201,10 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     params, trainable, gflops = independent_count(module, 32)
     assert (ours[0]["params"], ours[0]["trainable_params"]) == (str(params), str(trainable))
     assert float(ours[0]["gflops"]) == pytest.approx(gflops, rel=1e-12)
-    assert (ours[0]["image_size"], ours[0]["fan"]) == ("32", "FAN (width=16, depth=2)")
+    assert (ours[0]["image_size"], ours[0]["fan"]) == (
+        "32",
+        "FAN (width=16, depth=2, stem_pool_at=after_conv2)",
+    )
     assert ours[1]["params"] == ours[1]["fan"] == ""  # reparam: no run folders to count
     paper = [row for row in rows if row["source"].startswith("paper")]
     sources = [row["source"] for row in paper]
@@ -239,8 +242,8 @@ def test_each_row_is_counted_on_its_own_network_at_its_own_size_once(tmp_path, m
     assert expected["finetune"][2] != expected["adapt"][2]
     markdown = files.markdown.read_text()
     settings = {row[0]: row[1] for row in map(cells, table_lines(markdown, "| Experiment | FAN"))}
-    assert settings["`finetune`"] == "FAN (width=16, depth=2)"
-    assert settings["`adapt`"] == "FAN (num_stacks=2, width=8, depth=2)"
+    assert settings["`finetune`"] == "FAN (width=16, depth=2, stem_pool_at=after_conv2)"
+    assert settings["`adapt`"] == "FAN (num_stacks=2, width=8, depth=2, stem_pool_at=after_conv2)"
     assert "**The rows run over different FAN layouts**" in markdown
     inputs = [cells(line)[1] for line in table_lines(markdown, "| Method | Input")[2:]]
     assert inputs == ["32 px", "64 px"]
@@ -344,6 +347,12 @@ def test_no_report_and_mismatched_reports_fail_naming_the_files(tmp_path):
         tables.build_table("disfa", ["scratch", "adapt"], cv_root=tmp_path, out_root=tmp_path)
     with pytest.raises(tables.TableError, match="no table row for fan"):
         tables.order_experiments(["scratch", "fan"])
+
+
+def test_every_au_experiment_is_a_row_of_the_default_table() -> None:
+    assert set(tables.EXPERIMENT_ORDER) == set(launch.experiment_names()) - {"fan"}
+    assert set(tables.METHOD_NAMES) == set(tables.EXPERIMENT_ORDER)
+    assert len(set(tables.METHOD_NAMES.values())) == len(tables.METHOD_NAMES)
 
 
 def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsys):
@@ -482,7 +491,7 @@ def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
     # Each row counted on the network its checkpoints hold: at 32 px, over the tiny FAN.
     complexity = [cells(line) for line in table_lines(markdown, "| Method | Input")[2:]]
     assert [row[1] for row in complexity] == ["32 px", "32 px"]
-    assert "| `reparam` | FAN (width=16, depth=2) |" in markdown
+    assert "| `reparam` | FAN (width=16, depth=2, stem_pool_at=after_conv2) |" in markdown
     assert (folder / "table.csv").exists() and (folder / "table.png").exists()
     assert list((folder / "wandb").glob("offline-run-*"))
     runs = sorted(tmp_path.glob("runs/*/disfa/fold*/*/checkpoints/last.ckpt"))

@@ -20,9 +20,12 @@ Differences in the details, as :class:`FANConfig` options (see ``docs/models.md`
   2DFAN uses average pooling and nearest-neighbour upsampling (also in the stem's pooling).
 * ``conv4`` maps 128 channels to ``width``, so in the light FAN it keeps 128 (Sec. 3.3), in
   2DFAN-4 it widens to 256.
+* the stem's pooling (``stem_pool_at``): the public 2DFAN pools after ``conv2``, which thus
+  runs at half the input (128 x 128 for 256); the paper's light FAN is taken to pool before it,
+  which is what Table 5's 5.21 GFLOPs measure. Both bring ``conv4`` to a quarter of the input.
 
-Module names, bias placement and the forward pass match the face-alignment implementation, so its
-state dicts load as they are (:func:`aunet.models.load_fan`).
+Module names, bias placement and (pooled after ``conv2``) the forward pass match the
+face-alignment implementation, so its state dicts load as they are (:func:`aunet.models.load_fan`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from aunet.models.layers import POOLINGS, UPSAMPLINGS, ConvBlock, Hourglass, dow
 STEM_CHANNELS = (64, 128)
 #: Heatmaps are this many times smaller than the input (Sec. 3.2: 256 -> 64).
 HEATMAP_STRIDE = 4
+#: Where the stem halves the resolution, relative to ``conv2`` (see :class:`FANConfig`).
+STEM_POOL_POSITIONS = ("after_conv2", "before_conv2")
 # State-dict keys of the layers whose shape depends on the number of output maps.
 _PREDICTION_KEY = re.compile(r"^(l|al)\d+\.")
 
@@ -58,6 +63,12 @@ class FANConfig:
         num_landmarks: output maps (68 landmarks for a FAN, ``N_aus`` for an AU-Net).
         pooling: ``"max"`` (the paper's Fig. 5) or ``"avg"`` (public 2DFAN).
         upsampling: ``"bilinear"`` (Fig. 5) or ``"nearest"`` (public 2DFAN).
+        stem_pool_at: where the stem's pooling sits: ``"before_conv2"`` (the paper's light FAN:
+            ``conv2`` at a quarter of the input, Table 5's FLOPs) or ``"after_conv2"`` (public
+            2DFAN: ``conv2`` at half the input). The field's default is ``"after_conv2"``
+            because every FAN config written before the field existed (checkpoints' and FAN
+            files' config dicts) describes that network: a dict without it must rebuild it.
+            :data:`LIGHT_FAN_CONFIG` sets ``"before_conv2"``.
     """
 
     num_stacks: int = 1
@@ -67,6 +78,7 @@ class FANConfig:
     num_landmarks: int = 68
     pooling: str = "max"
     upsampling: str = "bilinear"
+    stem_pool_at: str = "after_conv2"
 
     def __post_init__(self) -> None:
         for name in ("num_stacks", "depth", "num_landmarks"):
@@ -82,10 +94,18 @@ class FANConfig:
             raise ValueError(
                 f"FANConfig.upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}"
             )
+        if self.stem_pool_at not in STEM_POOL_POSITIONS:
+            raise ValueError(
+                f"FANConfig.stem_pool_at must be one of {STEM_POOL_POSITIONS}, "
+                f"got {self.stem_pool_at!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FANConfig:
         """Build a config from a plain mapping (a YAML section, a checkpoint's hyperparameters).
+
+        Missing fields take the dataclass defaults; a mapping without ``stem_pool_at`` (any
+        written before it existed) therefore rebuilds the stem pooled after ``conv2``.
 
         Raises:
             ValueError: naming unknown fields and listing the known ones.
@@ -104,10 +124,14 @@ class FANConfig:
         return HEATMAP_STRIDE * 2**self.depth
 
 
-#: The paper's light FAN / AU-Net (Sec. 3.3, 4.1, Fig. 5): one Hourglass of 128 channels.
-LIGHT_FAN_CONFIG = FANConfig()
-#: The public face-alignment 2DFAN-4: four stacks of 256 channels, avg pooling, nearest upsampling.
-OFFICIAL_2DFAN4_CONFIG = FANConfig(num_stacks=4, width=256, pooling="avg", upsampling="nearest")
+#: The paper's light FAN / AU-Net (Sec. 3.3, 4.1, Fig. 5): one Hourglass of 128 channels, the
+#: stem pooled before ``conv2`` (Table 5's FLOPs; see ``docs/models.md``).
+LIGHT_FAN_CONFIG = FANConfig(stem_pool_at="before_conv2")
+#: The public face-alignment 2DFAN-4: four stacks of 256 channels, avg pooling, nearest
+#: upsampling, the stem pooled after ``conv2``.
+OFFICIAL_2DFAN4_CONFIG = FANConfig(
+    num_stacks=4, width=256, pooling="avg", upsampling="nearest", stem_pool_at="after_conv2"
+)
 
 
 class FAN(nn.Module):
@@ -170,7 +194,10 @@ class FAN(nn.Module):
     def _run(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self._check_input(images)
         x = F.relu(self.bn1(self.conv1(images)), inplace=True)
-        x = downsample2x(self.conv2(x), self.config.pooling)
+        if self.config.stem_pool_at == "before_conv2":
+            x = self.conv2(downsample2x(x, self.config.pooling))
+        else:
+            x = downsample2x(self.conv2(x), self.config.pooling)
         features = self.conv4(self.conv3(x))
         previous = features
         outputs = []

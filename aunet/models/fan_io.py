@@ -13,7 +13,10 @@
     ``fan.``, architecture in ``hyper_parameters["fan_config"]``), or the plain file of
     :func:`save_fan` (``{"format": "aunet-fan", "config": ..., "state_dict": ...}``). Where such
     a file gives no config, the architecture is inferred from the keys as in (a), with the light
-    FAN's pooling and upsampling.
+    FAN's pooling and upsampling and the stem pooled after ``conv2``, the layout such files have
+    always been read with (aunet itself always writes a config). A config without
+    ``stem_pool_at`` was written before that option existed and also means the stem pooled after
+    ``conv2``.
 
 Pickled files are read with ``weights_only=True``; loading is strict, and a file that is not a
 FAN gets a :class:`ValueError` naming its missing, unexpected and mis-shaped keys.
@@ -43,6 +46,9 @@ _DATA_PARALLEL_PREFIX = "module."
 _MAX_LISTED_KEYS = 20
 
 StateDict = dict[str, torch.Tensor]
+#: Inference defaults for an aunet file without a config: the light FAN as such files have always
+#: been read, the stem pooled after ``conv2``.
+_CONFIGLESS_AUNET_DEFAULT = dataclasses.replace(LIGHT_FAN_CONFIG, stem_pool_at="after_conv2")
 
 
 def save_fan(fan: FAN, path: str | os.PathLike) -> None:
@@ -152,7 +158,7 @@ def _unpack(obj: Any, path: Path) -> tuple[StateDict, FANConfig | None, FANConfi
         )
     if obj.get("format") == AUNET_FAN_FORMAT:
         state = dict(obj.get("state_dict") or {})
-        return state, _config_from(obj.get("config"), path), LIGHT_FAN_CONFIG
+        return state, _config_from(obj.get("config"), path), _CONFIGLESS_AUNET_DEFAULT
     if isinstance(obj.get("state_dict"), Mapping):  # a Lightning checkpoint of FANModule
         state = dict(obj["state_dict"])
         network = {
@@ -162,7 +168,8 @@ def _unpack(obj: Any, path: Path) -> tuple[StateDict, FANConfig | None, FANConfi
         }
         hyper = obj.get("hyper_parameters") or {}
         # Without `fan.` keys the whole dict goes on, so the error lists what the file does hold.
-        return network or state, _config_from(hyper.get("fan_config"), path), LIGHT_FAN_CONFIG
+        fan_config = _config_from(hyper.get("fan_config"), path)
+        return network or state, fan_config, _CONFIGLESS_AUNET_DEFAULT
     state = dict(obj)
     if state and all(key.startswith(_DATA_PARALLEL_PREFIX) for key in state):
         state = {key[len(_DATA_PARALLEL_PREFIX) :]: value for key, value in state.items()}

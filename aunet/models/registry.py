@@ -80,9 +80,13 @@ def attention(
     return AdaptationNetwork(fan, num_aus, "attention", au_names, width, depth, kernel_size)
 
 
-def reparam(num_aus: int, fan: FAN) -> ReparametrisedFAN:
-    """Sec. 4.5: every conv of the frozen FAN as ``W x_1 theta``; ``fold()`` for inference."""
-    return ReparametrisedFAN(fan, num_aus)
+def reparam(num_aus: int, fan: FAN, train_batchnorm: bool = False) -> ReparametrisedFAN:
+    """Sec. 4.5: every conv of the frozen FAN as ``W x_1 theta``; ``fold()`` for inference.
+
+    Only ``W`` and the new last layer learn; ``train_batchnorm`` (an ablation) trains BatchNorm
+    too, affine parameters and running statistics.
+    """
+    return ReparametrisedFAN(fan, num_aus, train_batchnorm)
 
 
 def random_backbone(

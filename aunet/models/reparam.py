@@ -8,14 +8,17 @@ the output channels, which is mode 1 of PyTorch's ``C_out x C_in x k x k`` weigh
 bias ``b`` is mixed the same way, ``W b``, so a layer computes exactly ``W`` applied to the
 original layer's output channels, and ``W = I`` is the FAN itself.
 
-What trains, and why (the paper names only ``W``):
+What trains (Sec. 4.5: "the weights theta_FAN remain frozen, and only the weights W are to be
+learned"):
 
 * every ``W``: ~141K parameters in the light FAN (the paper: ~130K; Table 5: 1.79M - 1.65M);
 * the new last layer (Sec. 4.5: all layers "but the very last one" keep the FAN's structure);
-* BatchNorm: our documented choice. Its affine parameters train (8K in the light FAN) and its
-  running statistics are re-estimated on the AU data in train mode, as in the per-task
-  normalisation of the adaptation literature: mixing the filters changes the distribution each
-  BN sees, and frozen statistics would normalise it wrongly.
+* BatchNorm, by default, not at all: its affine parameters are frozen and it stays in eval mode
+  even when the surrounding LightningModule calls ``train()``, so it normalises with the FAN's
+  running statistics throughout. ``train_batchnorm=True`` is the ablation that trains the
+  affine parameters (8K in the light FAN) and re-estimates the statistics on the AU data in
+  train mode, as in the per-task normalisation of the adaptation literature (mixing the filters
+  changes the distribution each BN sees).
 
 At inference the projections fold into plain convolutions (:meth:`ReparametrisedFAN.fold`), so
 a trained model costs exactly what a FAN costs (Table 5: same FLOPs as scratch and fine-tuning).
@@ -71,28 +74,47 @@ class ReparametrisedFAN(nn.Module):
         fan: the pre-trained FAN; copied, left unchanged.
         num_aus: output maps; the prediction layers (``l<i>``, and ``al<i>`` between stacks) are
             new, plain and trained.
+        train_batchnorm: train the BatchNorm affine parameters and re-estimate its statistics
+            (an ablation); by default BN keeps the FAN's, frozen and in eval mode (Sec. 4.5).
     """
 
     output_kind = "heatmaps"
 
-    def __init__(self, fan: FAN, num_aus: int) -> None:
+    def __init__(self, fan: FAN, num_aus: int, train_batchnorm: bool = False) -> None:
         super().__init__()
+        self.train_batchnorm = train_batchnorm
         self.net = retarget_fan(fan, num_aus)
         for name, module in list(self.net.named_modules()):
             if isinstance(module, nn.Conv2d) and not is_prediction_key(f"{name}."):
                 self.net.set_submodule(name, ReparamConv2d(module))
+        if not train_batchnorm:
+            for norm in self._batch_norms():
+                norm.requires_grad_(False)
+        self.train(self.net.training)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x 3 x H x W images in [0, 1] -> B x num_aus x H/4 x W/4 AU heatmaps."""
         return self.net(images)
+
+    def train(self, mode: bool = True) -> ReparametrisedFAN:
+        """Set the mode; frozen BatchNorm (the default) stays in eval mode whatever ``mode`` is."""
+        super().train(mode)
+        if not self.train_batchnorm:
+            for norm in self._batch_norms():
+                norm.eval()
+        return self
+
+    def _batch_norms(self) -> list[nn.BatchNorm2d]:
+        return [m for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)]
 
     @torch.no_grad()
     def fold(self) -> FAN:
         """A plain :class:`FAN` with every ``W x_1 theta`` folded into its convolution weights.
 
         Returns:
-            A new network, in this module's train/eval mode, on its device, whose outputs equal
-            this module's; it has no projections left to compute.
+            A new network on this module's device whose outputs equal this module's, each of
+            its layers in the train/eval mode of the layer it replaces (frozen BatchNorm in eval
+            mode); it has no projections left to compute.
         """
         state = self.net.state_dict()
         for name, module in self.net.named_modules():
@@ -105,5 +127,8 @@ class ReparametrisedFAN(nn.Module):
                     state[f"{name}.bias"] = bias
         folded = FAN(self.net.config)
         folded.load_state_dict(state)
+        modes = {name: module.training for name, module in self.net.named_modules()}
+        for name, module in folded.named_modules():
+            module.training = modes[name]
         reference = next(self.net.parameters())
-        return folded.to(device=reference.device, dtype=reference.dtype).train(self.training)
+        return folded.to(device=reference.device, dtype=reference.dtype)

@@ -12,7 +12,7 @@ B x 68 x 2 input pixels (NaN unknown), ``au`` B x K (NaN unknown), ``index`` B s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -24,8 +24,51 @@ from torch import Tensor
 from aunet.aus import check_au_names
 from aunet.heatmaps import SIGMA_AT_1, SIGMA_AT_5, au_targets, decode_au_heatmaps
 from aunet.metrics import ICC, MSE
-from aunet.models import FAN, NEEDS_FAN, USES_FAN, FANConfig, build_strategy, load_fan
+from aunet.models import (
+    FAN,
+    LIGHT_FAN_CONFIG,
+    NEEDS_FAN,
+    USES_FAN,
+    FANConfig,
+    build_strategy,
+    load_fan,
+)
 from aunet.training.common import OptimiserSettings, StageMetrics, images_to_float
+
+#: Strategies that build a network of the FAN's design without a pre-trained FAN; their
+#: checkpoints record its architecture in ``fan_config`` all the same (the light FAN by default).
+FAN_SHAPED = ("scratch", "random_backbone")
+
+
+def predates_stem_pool_option(hparams: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint was written before ``FANConfig.stem_pool_at`` existed.
+
+    Every checkpoint since records the FAN's architecture with the field (for ``scratch`` and
+    ``random_backbone`` too); older ones hold a ``fan_config`` without it, or none. Their
+    networks all pooled the stem after ``conv2``.
+    """
+    fan_config = hparams.get("fan_config")
+    return not isinstance(fan_config, Mapping) or "stem_pool_at" not in fan_config
+
+
+def legacy_stem_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters that rebuild an older checkpoint's network as it was trained.
+
+    A ``fan_config`` without ``stem_pool_at`` already rebuilds the stem pooled after ``conv2``
+    (:meth:`FANConfig.from_dict`); what older ``scratch`` and ``random_backbone`` checkpoints
+    lack is any config for the network they built (the FAN given, else the light FAN, both
+    pooled after ``conv2``), so it goes into their strategy's own ``fan_config`` option.
+
+    Args:
+        hparams: a checkpoint's ``hyper_parameters``, for which
+            :func:`predates_stem_pool_option` holds.
+    """
+    hparams = dict(hparams)
+    if hparams.get("strategy") in FAN_SHAPED:
+        options = dict(hparams.get("strategy_args") or {})
+        options.setdefault("fan_config", dict(hparams.get("fan_config") or asdict(FANConfig())))
+        hparams["strategy_args"] = options
+    return hparams
 
 
 class AUHeatmapModule(pl.LightningModule):
@@ -89,8 +132,13 @@ class AUHeatmapModule(pl.LightningModule):
         self.au_names = check_au_names(tuple(au_names))
         if not self.au_names:
             raise ValueError("au_names is empty: the model needs the data's AU list")
+        if fan is None and fan_config is None and strategy == "random_backbone":
+            fan_config = asdict(LIGHT_FAN_CONFIG)  # recorded, so a checkpoint names its layout
         backbone = self._backbone(strategy, fan, fan_config)
         fan, fan_config = (fan, asdict(backbone.config)) if backbone is not None else (None, None)
+        if strategy == "scratch":  # no FAN; its own network's layout, which checkpoints name
+            own = (strategy_args or {}).get("fan_config")
+            fan_config = asdict(FANConfig.from_dict(dict(own)) if own else LIGHT_FAN_CONFIG)
         self.save_hyperparameters(
             {
                 "strategy": strategy,
@@ -135,7 +183,7 @@ class AUHeatmapModule(pl.LightningModule):
         if fan is not None:
             return load_fan(fan)
         if fan_config is not None:
-            return FAN(FANConfig(**fan_config))
+            return FAN(FANConfig.from_dict(fan_config))
         if strategy in NEEDS_FAN:
             raise ValueError(
                 f"strategy {strategy!r} transfers from a pre-trained FAN: pass model.fan="
@@ -237,20 +285,35 @@ class AUHeatmapModule(pl.LightningModule):
         return per_map[mask].sum() / mask.sum().clamp_min(1)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint trained on other AUs than this module's (the data's).
+        """Refuse a checkpoint whose weights this module's network would compute otherwise.
 
-        Each output map belongs to one AU, so weights trained on other AUs, or on the same in
-        another order, would load without error (when the count matches) and score wrong AUs.
+        Two cases load without an error and would silently give other outputs: weights trained
+        on other AUs, or on the same in another order, when the count matches (each output map
+        belongs to one AU); and a network trained before ``FANConfig.stem_pool_at`` existed
+        (its stem pooled after ``conv2``) resumed into a network pooled before it.
         """
-        trained = (checkpoint.get("hyper_parameters") or {}).get("au_names")
-        if trained is None or tuple(trained) == self.au_names:
-            return
+        hparams = checkpoint.get("hyper_parameters") or {}
         source = self._trainer.ckpt_path if self._trainer is not None else None
-        raise ValueError(
-            f"{source or 'the checkpoint'}: trained on AUs {list(trained)}, but the data has "
-            f"{list(self.au_names)}; resume or fine-tune a model only on data with the AUs it "
-            "was trained on, in the same order (the data's AUs are its frame store's au_names)"
-        )
+        trained = hparams.get("au_names")
+        if trained is not None and tuple(trained) != self.au_names:
+            raise ValueError(
+                f"{source or 'the checkpoint'}: trained on AUs {list(trained)}, but the data has "
+                f"{list(self.au_names)}; resume or fine-tune a model only on data with the AUs "
+                "it was trained on, in the same order (the data's AUs are its frame store's "
+                "au_names)"
+            )
+        if predates_stem_pool_option(hparams) and "before_conv2" in self.stem_layouts():
+            raise ValueError(
+                f"{source or 'the checkpoint'}: its network was trained with the FAN's stem "
+                "pooled after conv2 (it predates FANConfig.stem_pool_at), but this one pools "
+                "before conv2; resume it with the FAN it was trained with, or for scratch and "
+                "random_backbone with --model.init_args.strategy_args "
+                "'{fan_config: {stem_pool_at: after_conv2}}'"
+            )
+
+    def stem_layouts(self) -> set[str]:
+        """The ``stem_pool_at`` of every FAN-designed network in the model (none for ResNet)."""
+        return {m.config.stem_pool_at for m in self.model.modules() if isinstance(m, FAN)}
 
     def on_fit_start(self) -> None:
         """Switch the network to channels-last memory format if asked."""

@@ -18,7 +18,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from aunet.heatmaps import LANDMARK_SIGMA, decode_landmarks, landmark_heatmaps
-from aunet.models import FAN, FANConfig
+from aunet.models import FAN, LIGHT_FAN_CONFIG, FANConfig
 from aunet.training.common import OptimiserSettings, images_to_float
 
 #: Outer eye corners of the 68-point scheme: the inter-ocular distance normalises the NME.
@@ -45,8 +45,9 @@ class FANModule(pl.LightningModule):
     """Pre-train a FAN on 68-point landmark heatmaps.
 
     Args:
-        fan_config: the architecture (see :class:`aunet.models.FANConfig`); the default is the
-            paper's light FAN.
+        fan_config: the architecture (see :class:`aunet.models.FANConfig`; fields it omits take
+            the dataclass defaults, so a dict without ``stem_pool_at``, as older checkpoints
+            hold, pools after ``conv2``); None is the paper's light FAN.
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
         cosine_period_epochs: cosine warm-restart period; None anneals once over the run.
@@ -64,7 +65,7 @@ class FANModule(pl.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.fan = FAN(FANConfig(**(fan_config or {})))
+        self.fan = FAN(LIGHT_FAN_CONFIG if fan_config is None else FANConfig.from_dict(fan_config))
         self.save_hyperparameters(
             {
                 "fan_config": asdict(self.fan.config),
