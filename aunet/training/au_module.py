@@ -43,9 +43,10 @@ FAN_SHAPED = ("scratch", "random_backbone")
 def predates_stem_pool_option(hparams: Mapping[str, Any]) -> bool:
     """Whether a checkpoint was written before ``FANConfig.stem_pool_at`` existed.
 
-    Every checkpoint since records the FAN's architecture with the field (for ``scratch`` and
-    ``random_backbone`` too); older ones hold a ``fan_config`` without it, or none. Their
-    networks all pooled the stem after ``conv2``.
+    Every checkpoint of a FAN-designed network since records the FAN's architecture with the
+    field (for ``scratch`` and ``random_backbone`` too); older ones hold a ``fan_config``
+    without it, or none, and their networks all pooled the stem after ``conv2``. (``resnet18``
+    records no FAN config and has no stem to rebuild either way.)
     """
     fan_config = hparams.get("fan_config")
     return not isinstance(fan_config, Mapping) or "stem_pool_at" not in fan_config
