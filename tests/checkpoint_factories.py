@@ -95,11 +95,16 @@ def untrained_run(folder: Path, fold: int, batch_size: int) -> tuple[Path, AUHea
     return run, module, data
 
 
-def fit_checkpoint(folder: Path, experiment: str = "reparam") -> Path:
-    """``last.ckpt`` of one short ``aunet fit`` at 32 px; the FAN file is deleted afterwards."""
+def fit_checkpoint(folder: Path, experiment: str = "reparam", fan: Path | None = None) -> Path:
+    """``last.ckpt`` of one short ``aunet fit`` at 32 px.
+
+    Over ``fan`` if given, else over a tiny aunet FAN file that is deleted afterwards.
+    """
     store = write_store(folder / "store.h5", DISFA_SUBJECTS, frames_per_subject=2, image_size=32)
-    fan = folder / "fan.pt"
-    save_fan(FAN(TINY_FAN), fan)
+    given = fan is not None
+    if fan is None:
+        fan = folder / "fan.pt"
+        save_fan(FAN(TINY_FAN), fan)
     run = folder / "run"
     aunet_main([
         "fit",
@@ -113,7 +118,8 @@ def fit_checkpoint(folder: Path, experiment: str = "reparam") -> Path:
         "--trainer.limit_val_batches", "1", "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false",
     ])  # fmt: skip
-    fan.unlink()  # inference must rebuild the network without it
+    if not given:
+        fan.unlink()  # inference must rebuild the network without it
     return run / "checkpoints" / "last.ckpt"
 
 

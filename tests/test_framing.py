@@ -1,16 +1,14 @@
 """The framing step: face-alignment's 2DFAN-4 crop made from a stored crop, and who gets it."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from checkpoint_factories import EXPERIMENTS, IMAGE_SIZE, TINY_FAN
+from checkpoint_factories import TINY_FAN, fit_checkpoint
 from factories import write_store
 
-from aunet.cli import main as aunet_main
 from aunet.cv import run_data
 from aunet.data.crop import crop_face
 from aunet.data.datamodule import AUDataModule
@@ -118,29 +116,11 @@ def test_the_data_module_reframes_every_stage(tmp_path):
         AUDataModule(store, framing="tight")
 
 
-def fit(tmp_path: Path, experiment: str, fan: Path) -> Path:
-    store = write_store(tmp_path / "store.h5", DISFA_SUBJECTS, 2, image_size=IMAGE_SIZE)
-    run = tmp_path / experiment
-    aunet_main([
-        "fit",
-        "--config", str(EXPERIMENTS / "base.yaml"),
-        "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
-        "--data.path", str(store), "--data.image_size", str(IMAGE_SIZE),
-        "--data.batch_size", "8", "--data.num_workers", "0",
-        "--model.init_args.fan", str(fan),
-        "--run.dir", str(run), "--run.wandb", "disabled", "--run.overlay_every_n_epochs", "0",
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1", "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false",
-    ])  # fmt: skip
-    return run
-
-
 @pytest.mark.slow
 def test_a_fit_over_an_official_fan_records_its_framing_for_every_later_use(tmp_path):
     official = tmp_path / "2DFAN4.pth.tar"
     torch.save(FAN(TINY_OFFICIAL).state_dict(), official)
-    run = fit(tmp_path, "adapt", official)
+    run = fit_checkpoint(tmp_path, "adapt", official).parents[1]
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["framing"] == "face_alignment"
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["framing"] == "face_alignment"
