@@ -24,7 +24,8 @@ import yaml
 from torch import nn
 
 from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
-from aunet.paper_results import PAPER_METHODS, PAPER_TABLE_5
+from aunet.paper_results import PAPER_TABLE_5
+from aunet.tables import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -32,7 +33,6 @@ RESULTS = ROOT / "bench" / "results" / "complexity.json"
 NUM_AUS = 12  # DISFA, as in Table 5
 IMAGE_SIZE = 256
 FAN_MODULE = "aunet.training.FANModule"
-METHOD_NAMES = dict(PAPER_METHODS)
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

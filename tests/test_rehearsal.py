@@ -53,7 +53,7 @@ TRAIN_BATCHES, VAL_BATCHES, BATCH_SIZE = 2, 2, 2
 #: The stand-in for the public 2DFAN-4: its layout, at a width that trains in seconds on a CPU.
 STAND_IN_2DFAN4 = dataclasses.replace(OFFICIAL_2DFAN4_CONFIG, width=16)
 #: Experiments whose strategy keeps the given FAN frozen to the end.
-FROZEN_BACKBONE = ("adapt", "attention", "reparam")
+FROZEN_BACKBONE = ("adapt", "adapt_1m", "attention", "reparam")
 FRAMES_PER_SUBJECT = 4
 #: FERA2015 subjects of both official partitions: train F001, F003, F005; devel F002, F004.
 BP4D_SUBJECTS = ("F001", "F003", "F005", "F002", "F004")
@@ -121,22 +121,47 @@ def slurm_logs(folder: Path) -> str:
 
 
 def lr_per_epoch(run_dir: Path) -> list[float]:
-    """The learning rate of the head's parameter group at each epoch (LearningRateMonitor)."""
-    rows = []
+    """The learning rate of the head's parameter group at each epoch (LearningRateMonitor).
+
+    With a second group (``adapt_finetune``'s FAN) the monitor names the first ``lr-Adam/pg1``.
+    """
+    rates = []
     for path in sorted(run_dir.glob("csv/version_*/metrics.csv")):
         with path.open(newline="") as file:
-            rows += [row for row in csv.DictReader(file) if row.get("lr-Adam")]
-    return [float(row["lr-Adam"]) for row in rows]
+            for row in csv.DictReader(file):
+                rate = row.get("lr-Adam") or row.get("lr-Adam/pg1")
+                if rate:
+                    rates.append(float(rate))
+    return rates
 
 
-def backbone_moved(checkpoint: dict, fan: FAN) -> bool:
-    """Whether any weight of the FAN inside ``checkpoint`` differs from ``fan``'s own."""
+#: Where each strategy keeps the given FAN's tensors in its checkpoint.
+FAN_PREFIX = {"reparam": "model.net."}
+#: reparam's frozen convolution weights are its ``theta`` (Sec. 4.5: W x_1 theta).
+REPARAM_NAMES = ((".weight", ".theta"), (".bias", ".theta_bias"))
+
+
+def backbone_moved(checkpoint: dict, fan: FAN, strategy: str) -> bool:
+    """Whether any FAN tensor inside ``checkpoint`` (BN statistics included) left ``fan``'s value.
+
+    Layers the strategy replaced (those mapping to or from the 68 landmark maps, remade for K
+    AU maps: a tensor of theirs is missing or of another shape) are not compared.
+    """
     state = checkpoint["state_dict"]
-    prefix = "model.backbone.fan."
-    weights = {key.removeprefix(prefix): value for key, value in state.items()
-               if key.startswith(prefix)}  # fmt: skip
-    assert weights, f"no {prefix}* weights in the checkpoint"
-    return any(not torch.equal(weights[key], value) for key, value in fan.state_dict().items())
+    prefix = FAN_PREFIX.get(strategy, "model.backbone.fan.")
+    layers: dict[str, list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
+    for key, value in fan.state_dict().items():
+        names = [prefix + key] + [prefix + key.removesuffix(old) + new
+                                  for old, new in REPARAM_NAMES if key.endswith(old)]  # fmt: skip
+        found = next((state[name] for name in names if name in state), None)
+        layers.setdefault(key.rsplit(".", 1)[0], []).append((value, found))
+    kept = [
+        pairs
+        for pairs in layers.values()
+        if all(found is not None and found.shape == value.shape for value, found in pairs)
+    ]
+    assert len(kept) > len(layers) // 2, f"the FAN's layers are not under {prefix}"
+    return any(not torch.equal(found, value) for pairs in kept for value, found in pairs)
 
 
 def check_every_run_finished(folder: Path, dataset: str, fan_file: Path) -> None:
@@ -157,9 +182,11 @@ def check_every_run_finished(folder: Path, dataset: str, fan_file: Path) -> None
             assert lrs[RESTART_EVERY] == pytest.approx(lrs[0]), where
             assert lrs[RESTART_EVERY - 1] < lrs[0], where
             if experiment == "adapt_finetune":
-                assert backbone_moved(checkpoint, fan), f"stage 2 left the FAN as it was: {where}"
+                moved = backbone_moved(checkpoint, fan, experiment)
+                assert moved, f"stage 2 left the FAN as it was: {where}"
             elif experiment in FROZEN_BACKBONE:
-                assert not backbone_moved(checkpoint, fan), f"the frozen FAN moved: {where}"
+                moved = backbone_moved(checkpoint, fan, experiment)
+                assert not moved, f"the frozen FAN moved: {where}"
 
 
 def check_table(folder: Path, dataset: str, fan_file: Path) -> dict[str, float]:

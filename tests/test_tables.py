@@ -473,18 +473,19 @@ def test_table_is_logged_to_wandb_offline(reports):
 
 @pytest.mark.slow
 def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
-    """`make table` on a tiny DISFA store with two experiments, then once more."""
+    """`make table ... FAN=` on a tiny DISFA store with two experiments, then once more."""
     fan = tiny_disfa_project(tmp_path)
     args = (
         "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.max_epochs 1 "
-        f"--trainer.enable_progress_bar false --run.wandb offline --model.fan {fan}"
+        "--trainer.enable_progress_bar false --run.wandb offline"
     )
-    command = make_command("table", "DATA=disfa", "EXPS=scratch reparam", f"ARGS={args}")
+    command = make_command("table", "DATA=disfa", "EXPS=finetune reparam", f"FAN={fan}",
+                           f"ARGS={args}")  # fmt: skip
     first = run_make(tmp_path, command, WANDB_MODE="offline")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     folder = tmp_path / "runs" / "tables" / "disfa"
     markdown = (folder / "table.md").read_text()
-    for experiment in ("scratch", "reparam"):
+    for experiment in ("finetune", "reparam"):
         report = json.loads((tmp_path / f"runs/cv/{experiment}-disfa/report.json").read_text())
         assert report["frames"] == 54
         assert f"{round(report['icc_mean'], 2) + 0.0:.2f}" in markdown  # never "-0.00"
