@@ -33,18 +33,25 @@ class FakeClock(Callback):
         self.now += VALIDATION_SECONDS
 
 
+def fit_on_the_fake_clock(
+    folder, train_batches: int, val_batches: int, timed_steps: int, progress_bar: bool
+) -> None:
+    """Three epochs of a BoringModel timed by ExpectedTime (2 warm-up steps) on FakeClock."""
+    clock = FakeClock()
+    trainer = pl.Trainer(
+        max_epochs=3, limit_train_batches=train_batches, limit_val_batches=val_batches,
+        logger=False, enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
+        enable_progress_bar=progress_bar, default_root_dir=folder,
+        callbacks=[clock, ExpectedTime(warmup_steps=2, timed_steps=timed_steps, clock=clock)],
+    )  # fmt: skip
+    trainer.fit(BoringModel())
+
+
 @pytest.mark.parametrize("progress_bar", [True, False])
 def test_expected_time_scales_the_timed_steps_and_the_first_validation_pass(
     tmp_path, capsys, progress_bar
 ):
-    clock = FakeClock()
-    trainer = pl.Trainer(
-        max_epochs=3, limit_train_batches=10, limit_val_batches=2, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
-        enable_progress_bar=progress_bar, default_root_dir=tmp_path,
-        callbacks=[clock, ExpectedTime(warmup_steps=2, timed_steps=5, clock=clock)],
-    )  # fmt: skip
-    trainer.fit(BoringModel())
+    fit_on_the_fake_clock(tmp_path, 10, 2, timed_steps=5, progress_bar=progress_bar)
     out = capsys.readouterr().out  # through the progress bar's write, when there is one
     lines = [line[line.index("expected") :] for line in out.splitlines() if "expected" in line]
     # Timed from the end of step 2 to the end of step 7: 5 steps, 2.5 s; 30 - 7 = 23 steps left.
@@ -59,14 +66,7 @@ def test_expected_time_scales_the_timed_steps_and_the_first_validation_pass(
 
 def test_a_validation_pass_inside_the_timing_window_restarts_it(tmp_path, capsys):
     """Epochs of 4 steps: the window opened after step 2 would contain epoch 1's validation."""
-    clock = FakeClock()
-    trainer = pl.Trainer(
-        max_epochs=3, limit_train_batches=4, limit_val_batches=1, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
-        enable_progress_bar=False, default_root_dir=tmp_path,
-        callbacks=[clock, ExpectedTime(warmup_steps=2, timed_steps=3, clock=clock)],
-    )  # fmt: skip
-    trainer.fit(BoringModel())
+    fit_on_the_fake_clock(tmp_path, 4, 1, timed_steps=3, progress_bar=False)
     line = next(line for line in capsys.readouterr().out.splitlines() if "expected time" in line)
     # Restarted at the end of step 5 (the first after the pass), timed over steps 6-8.
     assert line.startswith(

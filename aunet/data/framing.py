@@ -25,7 +25,7 @@ is resolved before the run starts, written to its ``config.yaml`` and kept in it
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from aunet.data.augment import Transform
 from aunet.data.crop import CropBox, FaceCrop, crop_face
 
 Framing = Literal["store", "face_alignment"]
-FRAMINGS: tuple[str, ...] = ("store", "face_alignment")
+FRAMINGS: tuple[str, ...] = get_args(Framing)
 #: face-alignment's reference scale: a box of w + h = 195 pixels spans 200 pixels of the crop.
 REFERENCE_SCALE = 195.0
 #: Its crop side in units of the scale ``s``.
@@ -83,13 +83,17 @@ class Reframe:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
         self.framing = framing
 
+    def _reframed(self, image: np.ndarray, landmarks: np.ndarray) -> FaceCrop | None:
+        """The crop in this framing, or None where it stays as it is."""
+        if self.framing == "store" or not np.isfinite(landmarks).all(axis=-1).any():
+            return None
+        box = face_alignment_box(landmarks)
+        return crop_face(image, landmarks, size=image.shape[0], box=box)
+
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The reframed S x S crop and its landmarks (float32, crop pixels)."""
-        if self.framing == "store" or not np.isfinite(landmarks).all(axis=-1).any():
-            return image, landmarks
-        box = face_alignment_box(landmarks)
-        crop = crop_face(image, landmarks, size=image.shape[0], box=box)
-        return crop.image, crop.landmarks
+        crop = self._reframed(image, landmarks)
+        return (image, landmarks) if crop is None else (crop.image, crop.landmarks)
 
     def face_crop(self, face: FaceCrop) -> FaceCrop:
         """A :class:`~aunet.data.crop.FaceCrop` of a source image reframed, its affine map composed.
@@ -97,11 +101,9 @@ class Reframe:
         The crop is reframed exactly as a stored crop is (so inference sees what training
         saw), and the returned ``affine`` still maps source pixels to the final crop's.
         """
-        image, landmarks = face.image, face.landmarks
-        if self.framing == "store" or not np.isfinite(landmarks).all(axis=-1).any():
+        reframed = self._reframed(face.image, face.landmarks)
+        if reframed is None:
             return face
-        box = face_alignment_box(landmarks)
-        reframed = crop_face(image, landmarks, size=image.shape[0], box=box)
         second = np.vstack([reframed.affine, [0.0, 0.0, 1.0]])
         first = np.vstack([face.affine, [0.0, 0.0, 1.0]])
         return FaceCrop(reframed.image, reframed.landmarks, (second @ first)[:2])

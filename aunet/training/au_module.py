@@ -25,6 +25,7 @@ from aunet.aus import check_au_names
 from aunet.heatmaps import SIGMA_AT_1, SIGMA_AT_5, au_targets, decode_au_heatmaps
 from aunet.metrics import ICC, MSE
 from aunet.models import (
+    COPIES_FAN_ARCHITECTURE,
     FAN,
     LIGHT_FAN_CONFIG,
     NEEDS_FAN,
@@ -37,7 +38,7 @@ from aunet.training.common import OptimiserSettings, StageMetrics, images_to_flo
 
 #: Strategies that build a network of the FAN's design without a pre-trained FAN; their
 #: checkpoints record its architecture in ``fan_config`` all the same (the light FAN by default).
-FAN_SHAPED = ("scratch", "random_backbone")
+FAN_SHAPED = COPIES_FAN_ARCHITECTURE | {"scratch"}
 
 
 def predates_stem_pool_option(hparams: Mapping[str, Any]) -> bool:
