@@ -53,6 +53,8 @@ test-slow: $(STAMP)  ## the slow tests (SLURM cluster, kill/resume, 256x256 mode
 	$(PY) -m pytest -m "slow and not rehearsal" -q
 
 rehearse: $(STAMP)  ## the paper's recipe (prep, table on SLURM, robustness, predict) on stand-in data [ONLY=disfa|bp4d]
+	@# pytest creates --basetemp itself but not its parent, which a fresh clone lacks.
+	mkdir -p runs
 	$(PY) -m pytest -m rehearsal -q -s --basetemp=runs/rehearsal $(if $(ONLY),-k $(ONLY))
 
 lint: $(STAMP)  ## ruff lint and format check
