@@ -2,8 +2,8 @@
 
 It composes an experiment's configs (``experiments/base.yaml``, ``experiments/data/<data>.yaml``,
 ``experiments/<exp>.yaml``), builds what the built-in synthetic default needs when it is missing
-(``data/synthetic.h5``, and a FAN pre-trained on synthetic landmark faces in
-``checkpoints/fan_synthetic.ckpt``), picks the run folder (a new timestamp, or the latest one with
+(``data/synthetic.h5``; its FAN is the one ``make fan`` built in ``checkpoints/fan_synthetic.ckpt``,
+else the one shipped with aunet), picks the run folder (a new timestamp, or the latest one with
 a checkpoint when resuming), runs ``aunet fit`` in a child process (so that DDP can relaunch
 it) and prints the run's summary.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from aunet import cv, progress, robustness, tables
+from aunet import cv, progress, robustness, shipped_fan, tables
 from aunet.data import synthetic
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.inference import CheckpointError
@@ -46,7 +46,7 @@ EXPERIMENTS = Path("experiments")
 RUNS = Path("runs")
 CHECKPOINTS = Path("checkpoints")
 SYNTHETIC_STORE = Path("data/synthetic.h5")
-SYNTHETIC_LANDMARK_STORE = Path("data/synthetic_landmarks.h5")
+SYNTHETIC_LANDMARK_STORE = shipped_fan.LANDMARK_STORE
 #: The FAN pre-trained on the synthetic landmark faces, for the synthetic default.
 SYNTHETIC_FAN = CHECKPOINTS / "fan_synthetic.ckpt"
 #: Frames drawn to time the drawing of a synthetic store.
@@ -230,36 +230,28 @@ def prepare_inputs(
 
     Which strategies use a FAN is :mod:`aunet.models.registry`'s answer (``USES_FAN``): a FAN
     given to ``scratch`` or ``resnet18`` (``make table`` and ``make cv`` pass ``FAN=`` to every
-    experiment) is dropped with a note. On the synthetic default without ``FAN=``, the synthetic
-    FAN (``checkpoints/fan_synthetic.ckpt``) is pre-trained, once, only for a strategy that
-    transfers its weights (``NEEDS_FAN``); ``random_backbone``, which copies only a FAN's
-    architecture, takes it if it exists and otherwise the light FAN's architecture, the one the
-    synthetic FAN is trained with (``experiments/fan.yaml``). The landmark store is drawn only
-    for that pre-training. Prints the lines of the ``stores`` and ``FAN`` stages.
+    experiment) is dropped with a note. On the synthetic default without ``FAN=``, a strategy
+    that uses a FAN gets the synthetic one: ``checkpoints/fan_synthetic.ckpt`` where ``make fan``
+    built it, else the one shipped with aunet (:mod:`aunet.shipped_fan`), so nothing is
+    pre-trained and the landmark store is not drawn. Prints the lines of the ``stores`` and
+    ``FAN`` stages.
     """
     config_files(experiment, dataset)
     strategy = experiment_strategy(experiment, dataset)
     if fan is not None and strategy not in USES_FAN:
         print(f"note: {experiment} uses no FAN (strategy {strategy}): FAN={fan} is not passed")
         fan = None
-    pretrain = (
-        fan is None
-        and dataset == "synthetic"
-        and strategy in NEEDS_FAN
-        and not SYNTHETIC_FAN.exists()
-    )
-    prepare_stores(dataset, with_landmarks=pretrain, stages=stages)
+    prepare_stores(dataset, stages=stages)
     if fan is not None:
         stages.start("FAN", f"{fan} (given)")
     elif strategy not in USES_FAN:
         stages.start("FAN", f"none: {strategy} uses no FAN")
-    elif pretrain:
-        stages.start("FAN", f"pre-training {SYNTHETIC_FAN} on {SYNTHETIC_LANDMARK_STORE} "
-                            "(expected time printed after its first steps)")  # fmt: skip
-        fan = str(pretrain_fan(SYNTHETIC_LANDMARK_STORE, extra=[]))
     elif dataset == "synthetic" and SYNTHETIC_FAN.exists():
-        stages.start("FAN", f"{SYNTHETIC_FAN} exists: reused, not pre-trained again")
+        stages.start("FAN", f"{SYNTHETIC_FAN} (built by `make fan`)")
         fan = str(SYNTHETIC_FAN)
+    elif dataset == "synthetic":
+        fan = _relative_if_below(shipped_fan.SHIPPED_FAN, Path.cwd())
+        stages.start("FAN", f"{fan}, shipped with aunet ({shipped_fan.describe()})")
     elif strategy in NEEDS_FAN:  # a resumed fit rebuilds it from its checkpoint
         stages.start("FAN", f"none given: {strategy} needs FAN=<path> unless it resumes")
     else:
@@ -267,28 +259,31 @@ def prepare_inputs(
     return fan
 
 
-def prepare_stores(dataset: str, with_landmarks: bool, stages: progress.Stages) -> None:
-    """Draw the synthetic stores the run needs that are missing (the ``stores`` stage)."""
+def _relative_if_below(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when inside it (as configs and logs show it), else as is."""
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def prepare_stores(dataset: str, stages: progress.Stages) -> None:
+    """Draw the synthetic store if it is missing (the ``stores`` stage)."""
     path = data_path(dataset)
     if dataset != "synthetic":
         stages.start("stores", f"{path} (converted by `make prep DATA={dataset}`)")
         return
-    wanted = {path: False, **({SYNTHETIC_LANDMARK_STORE: True} if with_landmarks else {})}
-    missing = {store: landmarks for store, landmarks in wanted.items() if not store.exists()}
-    parts = [f"{store} exists: reused" for store in wanted if store not in missing]
-    seconds, workers = 0.0, 1
-    for store, landmarks in missing.items():
-        frames, expected, workers = expected_draw_seconds(store, landmarks)
-        parts.append(f"drawing {store} ({frames} frames)")
-        seconds += expected
-    if missing:
-        parts.append(
-            f"expected {progress.format_duration(seconds)} ({PROBE_FRAMES} frames drawn here "
-            f"first, scaled to the frames over {workers} worker{'s' * (workers != 1)})"
-        )
-    stages.start("stores", "; ".join(parts))
-    for store, landmarks in missing.items():
-        ensure_synthetic_store(store, landmark_only=landmarks)
+    if path.exists():
+        stages.start("stores", f"{path} exists: reused")
+        return
+    frames, seconds, workers = expected_draw_seconds(path, landmark_only=False)
+    stages.start(
+        "stores",
+        f"drawing {path} ({frames} frames), expected {progress.format_duration(seconds)} "
+        f"({PROBE_FRAMES} frames drawn here first, scaled to the frames over {workers} "
+        f"worker{'s' * (workers != 1)})",
+    )
+    ensure_synthetic_store(path)
 
 
 def fit_command(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aunet import launch
+from aunet import launch, shipped_fan
 from aunet.models import LIGHT_FAN_CONFIG, FANConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,34 +70,35 @@ def test_the_baselines_get_no_fan_even_when_one_is_given(commands, capsys, exper
     assert "[4/4] report: runs/" in out
 
 
-def test_the_synthetic_fan_is_pretrained_once_and_only_for_the_transfer_strategies(
+def test_the_synthetic_default_trains_from_the_shipped_fan_or_the_one_make_fan_built(
     commands, capsys
 ):
     launch.train("reparam", "synthetic", None, None, False, [])
-    assert names(commands) == [f"draw {STORE}", f"draw {LANDMARKS}", "aunet-fan", "aunet"]
-    assert launch.flag_value(commands[-1], "--model.fan") == str(SYNTHETIC_FAN)
-    assert SYNTHETIC_FAN.read_bytes() == b"fan"
+    assert names(commands) == [f"draw {STORE}", "aunet"]  # no landmark store, no pre-training
+    assert launch.flag_value(commands[-1], "--model.fan") == str(shipped_fan.SHIPPED_FAN)
+    assert not LANDMARKS.exists() and not Path("checkpoints").exists()
     out = capsys.readouterr().out
-    assert (f"[1/4] stores: drawing {STORE} (5400 frames); drawing {LANDMARKS} (") in out
-    assert "; expected " in out
-    assert f"[2/4] FAN: pre-training {SYNTHETIC_FAN} on {LANDMARKS}" in out
+    assert f"[1/4] stores: drawing {STORE} (5400 frames), expected " in out
+    assert f"[2/4] FAN: {shipped_fan.SHIPPED_FAN}, shipped with aunet (`make fan` at commit" in out
 
+    commands.clear()
+    launch.train("random_backbone", "synthetic", None, None, False, [])  # its architecture
+    assert names(commands) == ["aunet"]  # the store is reused
+    assert launch.flag_value(commands[-1], "--model.fan") == str(shipped_fan.SHIPPED_FAN)
+    assert "[1/4] stores: data/synthetic.h5 exists: reused\n" in capsys.readouterr().out
+
+    SYNTHETIC_FAN.parent.mkdir()
+    SYNTHETIC_FAN.write_bytes(b"fan")
     commands.clear()
     launch.train("adapt", "synthetic", None, None, False, [])
-    assert names(commands) == ["aunet"]  # stores and FAN reused
-    assert f"[2/4] FAN: {SYNTHETIC_FAN} exists: reused" in capsys.readouterr().out
-
-    commands.clear()
-    launch.train("random_backbone", "synthetic", None, None, False, [])  # the FAN's shape
     assert launch.flag_value(commands[-1], "--model.fan") == str(SYNTHETIC_FAN)
-    SYNTHETIC_FAN.unlink()
-    LANDMARKS.unlink()
-    commands.clear()
-    launch.train("random_backbone", "synthetic", None, None, False, [])
-    assert names(commands) == ["aunet"] and "--model.fan" not in commands[0]
-    assert not LANDMARKS.exists()
-    out = capsys.readouterr().out
-    assert "[2/4] FAN: none given: random_backbone copies the light FAN's architecture" in out
+    assert f"[2/4] FAN: {SYNTHETIC_FAN} (built by `make fan`)" in capsys.readouterr().out
+
+
+def test_a_path_inside_the_working_folder_is_named_relative_to_it(tmp_path):
+    inside = tmp_path / "aunet" / "assets" / "fan.pt"
+    assert launch._relative_if_below(inside, tmp_path) == "aunet/assets/fan.pt"
+    assert launch._relative_if_below(inside, tmp_path / "elsewhere") == str(inside)
 
 
 def test_without_a_fan_random_backbone_has_the_synthetic_fans_architecture():
