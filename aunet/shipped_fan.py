@@ -152,7 +152,7 @@ def ship(
 
 def _training_of(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """Epochs, steps and precision of a Lightning checkpoint ({} for a plain FAN file)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "global_step" not in state:
         return {}
     hparams = state.get("hyper_parameters", {})
