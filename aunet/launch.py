@@ -47,7 +47,7 @@ RUNS = Path("runs")
 CHECKPOINTS = Path("checkpoints")
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = shipped_fan.LANDMARK_STORE
-#: The FAN pre-trained on the synthetic landmark faces, for the synthetic default.
+#: What ``make fan`` writes; the synthetic default prefers it to the shipped FAN.
 SYNTHETIC_FAN = CHECKPOINTS / "fan_synthetic.ckpt"
 #: Frames drawn to time the drawing of a synthetic store.
 PROBE_FRAMES = 8

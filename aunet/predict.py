@@ -53,6 +53,7 @@ from aunet.inference import (
     Frame,
     InputError,
     Prediction,
+    Source,
     Stopwatch,
     collect_sources,
     load_predictor,
@@ -104,6 +105,61 @@ class CsvLayout:
             points = locations.reshape(-1) if locations is not None else np.full(2 * k, np.nan)
             cells += [f"{v:.1f}" if np.isfinite(v) else "" for v in points]
         return cells + ([str(frame.file)] if self.with_input else [])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file: the same path, through links, or a hard link."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def check_outputs(
+    sources: Sequence[Source], checkpoint: str | os.PathLike, outputs: dict[str, str | None]
+) -> None:
+    """Refuse, before any work, an output that would overwrite an input or another output.
+
+    Args:
+        sources: the inputs (:func:`aunet.inference.collect_sources`).
+        checkpoint: the ``--ckpt`` file.
+        outputs: flag (``--out``, ``--overlay``, ``--plot``) -> path, None where not given.
+            An ``--overlay`` without a video suffix is a folder of PNGs: it may not hold an
+            input image or the ``--plot``.
+
+    Raises:
+        InputError: naming both flags and the path.
+    """
+    read = {f"input {path}": path for source in sources for path in source.images or (source.path,)}
+    read[f"--ckpt {checkpoint}"] = Path(checkpoint)
+    given = {flag: Path(path) for flag, path in outputs.items() if path is not None}
+    for flag, path in given.items():
+        for name, other in read.items():
+            if _same_file(path, other):
+                raise InputError(
+                    f"{flag} {path}: is the {name}, which writing it would destroy; "
+                    "choose another output name"
+                )
+    flags = list(given)
+    for i, first in enumerate(flags):
+        for second in flags[i + 1 :]:
+            if _same_file(given[first], given[second]):
+                raise InputError(
+                    f"{first} and {second} are the same file {given[first]}; give each its own"
+                )
+    folder = given.get("--overlay")
+    if folder is not None and folder.suffix.lower() not in OVERLAY_CODECS:
+        images = (path for source in sources for path in source.images or ())
+        inside = [f"input {path}" for path in images if _same_file(path.parent, folder)]
+        if "--plot" in given and _same_file(given["--plot"].parent, folder):
+            inside.append(f"--plot {given['--plot']}")
+        if inside:
+            raise InputError(
+                f"--overlay {folder}: is the folder of the {inside[0]}, where the overlay PNGs "
+                "would overwrite or mix with it; choose another folder"
+            )
 
 
 @contextlib.contextmanager
@@ -306,6 +362,7 @@ def predict(
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     sources = collect_sources(inputs)
+    check_outputs(sources, checkpoint, {"--out": out, "--overlay": overlay, "--plot": plot})
     try:
         torch_device = resolve_device(device)
     except ValueError as error:  # CUDA asked for but missing

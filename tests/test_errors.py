@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import h5py
+import numpy as np
 import pytest
 import torch
 from factories import write_store
@@ -43,6 +44,7 @@ from aunet.guards import RunFolderError
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
+from aunet.predict import main as predict_main
 from aunet.training import AUHeatmapModule
 from aunet.training.callbacks import AtomicCheckpointIO, CheckpointError
 from data_prep.__main__ import run as data_prep
@@ -655,3 +657,71 @@ def test_wandb_api_key_never_lands_in_the_run_folder(store, fan_file, tmp_path, 
     assert (run_dir / "config.yaml").exists() and json.loads((run_dir / "metrics.json").read_text())
     leaks = [str(p.relative_to(run_dir)) for p in files if secret.encode() in p.read_bytes()]
     assert leaks == []
+
+
+# --------------------------------------------------------------------------------------------
+# Inference outputs
+
+
+def predict_refusal(capsys, *argv: str) -> str:
+    """aunet-predict's one-line refusal (exit status 2), without its prefix."""
+    with pytest.raises(SystemExit) as stopped:
+        predict_main(list(argv))
+    assert stopped.value.code == 2
+    return capsys.readouterr().err.strip().removeprefix("aunet-predict: error: ")
+
+
+@pytest.fixture
+def recording(tmp_path) -> tuple[Path, Path]:
+    """A 3-frame video and a file standing for the checkpoint (never loaded: refused first)."""
+    video, checkpoint = tmp_path / "rec.avi", tmp_path / "m.ckpt"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 90, np.uint8))
+    writer.release()
+    checkpoint.write_bytes(b"weights")
+    return video, checkpoint
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(recording, tmp_path, capsys):
+    video, checkpoint = recording
+    before = video.read_bytes()
+    message = predict_refusal(capsys, str(video), "--ckpt", str(checkpoint), "--out", str(video))
+    expect("E38", message, flag="--out", path=video, what=f"input {video}")
+    link, hard = tmp_path / "link.avi", tmp_path / "hard.avi"
+    link.symlink_to(video)
+    hard.hardlink_to(video)
+    for output in (link, hard):
+        message = predict_refusal(
+            capsys, str(video), "--ckpt", str(checkpoint), "--out", str(tmp_path / "a.csv"),
+            "--overlay", str(output),
+        )  # fmt: skip
+        expect("E38", message, flag="--overlay", path=output, what=f"input {video}")
+    message = predict_refusal(
+        capsys, str(video), "--ckpt", str(checkpoint), "--out", "a.csv", "--plot", str(checkpoint)
+    )
+    expect("E38", message, flag="--plot", path=checkpoint, what=f"--ckpt {checkpoint}")
+    assert video.read_bytes() == before and checkpoint.read_bytes() == b"weights"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["hard.avi", "link.avi", "m.ckpt", "rec.avi"]  # no CSV, no partial file
+
+
+def test_two_outputs_on_one_file_are_refused(recording, tmp_path, capsys):
+    video, checkpoint = recording
+    out = tmp_path / "au.csv"
+    message = predict_refusal(
+        capsys, str(video), "--ckpt", str(checkpoint), "--out", str(out), "--plot", str(out)
+    )
+    expect("E39", message, first="--out", second="--plot", path=out)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "000001.png"), np.full((48, 64, 3), 90, np.uint8))
+    message = predict_refusal(
+        capsys, str(frames), "--ckpt", str(checkpoint), "--out", str(out),
+        "--overlay", str(frames),
+    )  # fmt: skip
+    assert message == (
+        f"--overlay {frames}: is the folder of the input {frames / '000001.png'}, where the "
+        "overlay PNGs would overwrite or mix with it; choose another folder"
+    )
+    assert not out.exists() and sorted(p.name for p in frames.iterdir()) == ["000001.png"]
