@@ -83,6 +83,41 @@ INPUT_ERRORS = (ConversionError, StoreError, VideoError, DetectorUnavailableErro
 
 
 # ----------------------------------------------------------------------------- command line
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[minimum, maximum]``, else argparse's exit-2 error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_number(minimum: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number ``>= minimum`` (NaN and infinities refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a finite number >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+#: The smallest image side the converters and the synthetic renderer draw.
+MIN_IMAGE_SIDE = 16
+
+
 def default_workers() -> int:
     """The CPU cores this process may use."""
     try:
@@ -104,17 +139,20 @@ def add_common_arguments(
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=whole_number(1),
         default=default_workers(),
         help="subjects converted at once, one process each (default: the CPU cores, %(default)s)",
     )
     crop = parser.add_argument_group("crop and storage (docs/data-format.md)")
     crop.add_argument(
-        "--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels (default %(default)s)"
+        "--size",
+        type=whole_number(MIN_IMAGE_SIDE),
+        default=DEFAULT_SIZE,
+        help="crop side in pixels (default %(default)s)",
     )
     crop.add_argument(
         "--margin",
-        type=float,
+        type=finite_number(0.0),
         default=DEFAULT_MARGIN,
         help="crop side = (1 + margin) x the landmarks' bounding box (default %(default)s)",
     )
@@ -123,7 +161,7 @@ def add_common_arguments(
     )
     crop.add_argument(
         "--jpeg-quality",
-        type=int,
+        type=whole_number(1, 100),
         default=DEFAULT_JPEG_QUALITY,
         metavar="Q",
         help="(default %(default)s)",
@@ -131,13 +169,16 @@ def add_common_arguments(
     detect = parser.add_argument_group("landmark detector, for frames without landmarks")
     detect.add_argument(
         "--detect-side",
-        type=int,
+        type=whole_number(0),
         default=DEFAULT_DETECT_SIDE,
         metavar="PIXELS",
         help="search faces on a copy at most this large (0: full size; default %(default)s)",
     )
     detect.add_argument(
-        "--upsample", type=int, default=0, help="dlib upsamplings (finds smaller faces, slower)"
+        "--upsample",
+        type=whole_number(0),
+        default=0,
+        help="dlib upsamplings (finds smaller faces, slower)",
     )
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from aunet.data.store import DEFAULT_ENCODING, ENCODINGS
 from aunet.data.synthetic import subject_names, write_store
+from data_prep.common import MIN_IMAGE_SIDE, whole_number
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,15 +22,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the .h5 frame store to write")
     parser.add_argument(
         "--subjects",
-        type=int,
+        type=whole_number(1),
         default=27,
         help="number of subjects; up to 27 take DISFA's names in turn from its three folds "
         "(default: 27)",
     )
     parser.add_argument(
-        "--frames-per-subject", type=int, default=200, help="frames per subject (default: 200)"
+        "--frames-per-subject",
+        type=whole_number(1),
+        default=200,
+        help="frames per subject (default: 200)",
     )
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
+    parser.add_argument(
+        "--size",
+        type=whole_number(MIN_IMAGE_SIDE),
+        default=128,
+        help="image side in pixels (default: 128)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
     parser.add_argument(
         "--landmark-only",
@@ -38,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=whole_number(1),
         default=min(os.cpu_count() or 1, 8),
         help="rendering processes; the output is the same for any number (default: CPU cores)",
     )

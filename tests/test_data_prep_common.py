@@ -211,3 +211,31 @@ def test_killed_conversion_resumes(tmp_path):
         finished.stdout
     )
     assert len(FrameStore(out)) == 300
+
+
+@pytest.mark.parametrize(
+    ("converter", "flag", "value", "expected"),
+    [
+        ("synthetic", "--size", "0", "expected a whole number >= 16, got 0"),
+        ("synthetic", "--subjects", "0", "expected a whole number >= 1, got 0"),
+        ("synthetic", "--frames-per-subject", "x", "expected a whole number, got 'x'"),
+        ("synthetic", "--workers", "-1", "expected a whole number >= 1, got -1"),
+        ("disfa", "--size", "8", "expected a whole number >= 16, got 8"),
+        ("disfa", "--margin", "-1", "expected a finite number >= 0.0, got -1"),
+        ("disfa", "--margin", "nan", "expected a finite number >= 0.0, got nan"),
+        ("bp4d", "--margin", "inf", "expected a finite number >= 0.0, got inf"),
+        ("disfa", "--jpeg-quality", "101", "expected a whole number from 1 to 100, got 101"),
+        ("disfa", "--detect-side", "-5", "expected a whole number >= 0, got -5"),
+    ],
+)
+def test_an_option_out_of_range_is_one_line_with_exit_2(
+    tmp_path, capsys, converter, flag, value, expected
+):
+    argv = [converter, "--out", str(tmp_path / "out.h5"), flag, value]
+    argv += [] if converter == "synthetic" else ["--root", str(tmp_path)]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"python -m data_prep {converter}: error: argument {flag}: {expected}"
+    assert list(tmp_path.iterdir()) == []

@@ -725,3 +725,13 @@ def test_two_outputs_on_one_file_are_refused(recording, tmp_path, capsys):
         "overlay PNGs would overwrite or mix with it; choose another folder"
     )
     assert not out.exists() and sorted(p.name for p in frames.iterdir()) == ["000001.png"]
+
+
+def test_a_converter_option_out_of_range(tmp_path, capsys):
+    out = tmp_path / "faces.h5"
+    with pytest.raises(SystemExit) as stopped:
+        data_prep(["disfa", "--root", str(tmp_path), "--out", str(out), "--margin", "nan"])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    expect("E40", message, converter="disfa", flag="--margin", value="nan")
+    assert not out.exists()
