@@ -354,6 +354,8 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes): a copy or download that did not end?")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for corrupt or unsafe files

@@ -322,8 +322,9 @@ class Payload:
         ({"state_dict": {}, "hyper_parameters": {"fan_config": {}}}, "not an AU model"),
         ({"weights": torch.zeros(2)}, "no Lightning state_dict"),
         (b"not a checkpoint", "weights_only=True"),
+        (b"", "empty file (0 bytes)"),
     ],
-    ids=["pickled-object", "fan-checkpoint", "bare-tensors", "text"],
+    ids=["pickled-object", "fan-checkpoint", "bare-tensors", "text", "empty"],
 )  # fmt: skip
 def test_bad_checkpoints_are_refused(content, message, tmp_path, video, capsys):
     path = tmp_path / "model.ckpt"
