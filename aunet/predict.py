@@ -31,6 +31,7 @@ import contextlib
 import csv
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -261,17 +262,33 @@ class Summary:
     seconds: float
     cpu_seconds: float
     stages: dict[str, float]
+    #: One sentence per video that decoded another number of frames than it declares.
+    length_mismatches: tuple[str, ...] = ()
 
     def line(self) -> str:
         """The closing line ``aunet-predict`` prints."""
         rate = self.frames / self.seconds if self.seconds else float("nan")
         cpu_rate = self.frames / self.cpu_seconds if self.cpu_seconds else float("nan")
         stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stages.items())
+        mismatches = "".join(f"; {sentence}" for sentence in self.length_mismatches)
         return (
             f"{self.frames} frames ({self.faces} with a face) in {self.seconds:.1f} s: "
             f"{rate:.1f} frames/s ({stages}); CPU time {self.cpu_seconds:.1f} s, "
-            f"{cpu_rate:.1f} frames per CPU-second"
+            f"{cpu_rate:.1f} frames per CPU-second{mismatches}"
         )
+
+
+def length_mismatch(source: Source, declared: int | None, decoded: int) -> str | None:
+    """The sentence for a video that decoded ``decoded`` frames of ``declared``; None if equal.
+
+    Images and videos whose container declares no count have nothing to compare.
+    """
+    if not source.is_video or declared is None or declared == decoded:
+        return None
+    return (
+        f"WARNING: {source.path} decoded {decoded} of the {declared} frames it declares "
+        "(truncated or damaged?)"
+    )
 
 
 class _Batch:
@@ -334,6 +351,7 @@ def predict(
     margin: float | None = None,
     image_size: int | None = None,
     progress: bool = True,
+    strict_length: bool = False,
 ) -> Summary:
     """Run a trained AU model over videos and images and write the CSV (and pictures).
 
@@ -352,6 +370,8 @@ def predict(
             default: the one the checkpoint records, else ``aunet.data.crop.DEFAULT_MARGIN``.
         image_size: the network's input side; default: the one it was trained at.
         progress: show a progress bar.
+        strict_length: a video that decodes another number of frames than it declares is an
+            error (nothing written) instead of a warning on stderr and in the summary line.
 
     Returns:
         Frame counts and timings.
@@ -383,6 +403,7 @@ def predict(
     start, cpu_start = time.perf_counter(), time.process_time()
     out = Path(out)
     frames = 0
+    mismatches: list[str] = []
     with contextlib.ExitStack() as stack:
         file = stack.enter_context(open(stack.enter_context(atomic_output(out)), "w", newline=""))
         writer = csv.writer(file, lineterminator="\n")
@@ -397,8 +418,9 @@ def predict(
             stack.callback(sink.close)
         batch = _Batch(predictor, layout, writer.writerow, sink, stopwatch)
         bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress))
-        for source in sources:
+        for source, declared in zip(sources, counts, strict=True):
             finder.reset()
+            decoded = 0
             for frame in stopwatch.iterate(source.frames(), "decode"):
                 if not source.is_video:
                     finder.reset()  # images are unrelated: no box carries over
@@ -406,13 +428,20 @@ def predict(
                 if len(batch.pending) == batch_size:
                     batch.flush()
                 bar.update()
-                frames += 1
+                decoded += 1
+            frames += decoded
+            mismatch = length_mismatch(source, declared, decoded)
+            if mismatch is not None and strict_length:
+                raise InputError(mismatch.removeprefix("WARNING: ") + "; nothing written")
+            if mismatch is not None:
+                tqdm.write(mismatch, file=sys.stderr)
+                mismatches.append(mismatch)
         batch.flush()
     if plot is not None:
         with atomic_output(Path(plot)) as temporary:
             plot_csv(out, temporary)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return Summary(frames, batch.faces, seconds, cpu_seconds, stopwatch.seconds)
+    return Summary(frames, batch.faces, seconds, cpu_seconds, stopwatch.seconds, tuple(mismatches))
 
 
 def plot_csv(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
@@ -473,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="CPU threads for the network (default: torch's choice)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--strict-length",
+        action="store_true",
+        help="a video decoding fewer (or more) frames than it declares is an error, not a warning",
+    )
     return parser
 
 
@@ -498,6 +532,7 @@ def main(argv: list[str] | None = None) -> None:
             margin=args.margin,
             image_size=args.image_size,
             progress=not args.no_progress,
+            strict_length=args.strict_length,
         )
     except (InputError, CheckpointError, VideoError, DetectorUnavailableError, OSError) as error:
         parser.exit(2, f"aunet-predict: error: {error}\n")

@@ -345,3 +345,37 @@ def test_cuda_without_cuda_is_a_clear_error(video, checkpoint, tmp_path, capsys)
         main([str(video), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"),
               "--device", "cuda"])  # fmt: skip
     assert "CUDA requested but torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def test_a_truncated_video_is_reported_and_with_strict_length_refused(tmp_path, checkpoint, capsys):
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # noise: every frame is a JPEG of its own size
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the header still declares 40 frames
+    out = tmp_path / "au.csv"
+    main([str(cut), "--ckpt", str(checkpoint), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    _, rows = read_csv(out)
+    decoded = len(rows)
+    assert 0 < decoded < 40
+    sentence = (
+        f"WARNING: {cut} decoded {decoded} of the 40 frames it declares (truncated or damaged?)"
+    )
+    assert sentence in captured.err.splitlines()
+    assert captured.out.strip().endswith(f"; {sentence}")  # and in the summary line
+
+    out.unlink()
+    with pytest.raises(SystemExit) as stopped:
+        main([str(cut), "--ckpt", str(checkpoint), "--out", str(out), "--strict-length",
+              "--no-progress"])  # fmt: skip
+    assert stopped.value.code == 2
+    assert sentence.removeprefix("WARNING: ") + "; nothing written" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.partial*"))
+    main([str(whole), "--ckpt", str(checkpoint), "--out", str(out), "--strict-length",
+          "--no-progress"])  # fmt: skip
+    assert len(read_csv(out)[1]) == 40 and "WARNING" not in capsys.readouterr().err
