@@ -10,8 +10,10 @@ One row per frame, with a header row; columns (order free, names case-sensitive 
   to the row's 1-based position among its subject's rows.
 - ``sequence``, ``partition`` (``train``/``devel``/``test``): optional; when a column is there,
   every row must fill it.
-- AU columns ``AU1``/``AU01``/... : intensities 0-5; an empty cell, ``NaN`` or ``9`` (FERA's
-  code) means unknown. Rows with every AU unknown are left out.
+- AU columns ``AU1``/``AU01``/``AU_1``/``AU 1``/``AU01_r`` (OpenFace's), any case: intensities
+  0-5; an empty cell, ``NaN`` or ``9`` (FERA's code) means unknown. Rows with every AU unknown
+  are left out. Any other column that starts like an AU (``AU12_c``, ``AU12-int``) is refused,
+  so that no AU is dropped unnoticed.
 - optional landmarks, OpenFace's names ``x_0 ... x_67, y_0 ... y_67``: the 68 iBUG points in
   source pixels; rows with them empty get the detector's.
 
@@ -55,7 +57,11 @@ UNKNOWN = 9.0
 LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(NUM_LANDMARKS)) + tuple(
     f"y_{i}" for i in range(NUM_LANDMARKS)
 )
-_AU_COLUMN = re.compile(r"AU(\d+)", re.I)
+#: An AU intensity column as researchers' files spell it: ``AU1``, ``AU01``, ``au12``, ``AU_12``,
+#: ``AU 12`` and OpenFace's ``AU12_r``.
+_AU_COLUMN = re.compile(r"AU[ _]?(\d+)(?:_r)?", re.I)
+#: A column that looks like an AU's; one that is not an intensity column above is refused.
+_AU_LIKE = re.compile(r"AU[ _-]?\d.*", re.I)
 #: A broken manifest is reported by its first few problems, not all of its rows.
 _MAX_PROBLEMS = 10
 
@@ -202,8 +208,18 @@ def _au_columns(
         if match:
             canonical = au_name(int(match[1]))
             if canonical in columns.values():
-                raise ConversionError(f"{manifest}: two columns name {canonical}")
+                first = next(column for column, au in columns.items() if au == canonical)
+                raise ConversionError(
+                    f"{manifest}: columns {first!r} and {name!r} both name {canonical}"
+                )
             columns[name] = canonical
+    unrecognised = [n for n in header if _AU_LIKE.fullmatch(n) and not _AU_COLUMN.fullmatch(n)]
+    if unrecognised:
+        raise ConversionError(
+            f"{manifest}: column(s) {', '.join(map(repr, unrecognised))} look like AUs but are "
+            "not intensity columns (AU12, AU01, AU_12, AU 12, AU12_r); rename or drop them "
+            "(OpenFace's AU12_c is presence, not intensity)"
+        )
     by_au = {au: column for column, au in columns.items()}
     if aus:
         wanted = tuple(_canonical(name) for name in aus)
@@ -339,6 +355,16 @@ def _job(
             _check_video(manifest, key, group, videos)
             group = sorted(group, key=lambda r: r["frame"])
         ordered += group
+    seen: dict[tuple[object, int], int] = {}
+    for row in ordered:
+        key = (row["sequence"], row["frame"])
+        if key in seen:
+            where = f" of sequence {key[0]!r}" if key[0] is not None else ""
+            raise ConversionError(
+                f"{manifest}, lines {seen[key]} and {row['line']}: subject {subject!r} frame "
+                f"{key[1]}{where} is listed twice; give each frame one row"
+            )
+        seen[key] = row["line"]
     return ManifestJob(
         subject=subject,
         num_frames=len(ordered),

@@ -145,3 +145,44 @@ def test_bad_header_is_named(tmp_path):
     csv = write_manifest(tmp_path / "m.csv", [{"image": "a.jpg", "subject": "S", "AU7": 1}])
     with pytest.raises(ConversionError, match=r"AU\(s\) \['AU07'\] have no location in Table 1"):
         convert(tmp_path / "bad.h5", "--csv", str(csv))
+
+
+@pytest.mark.parametrize(
+    ("brow", "smile"),
+    [("AU1", "AU12"), ("AU_1", "au12_r"), ("AU 01", "AU12_r"), ("au01", "AU_12")],
+)
+def test_the_au_spellings_of_researchers_files_are_read(tmp_path, brow, smile):
+    write_image(tmp_path / "a1.jpg", flat_frame(1))
+    face = landmark_cells(FACE_68)
+    csv = write_manifest(
+        tmp_path / "m.csv", [{"image": "a1.jpg", "subject": "S", brow: 2, smile: 4.5, **face}]
+    )
+    store = convert(tmp_path / "m.h5", "--csv", str(csv))
+    assert store.au_names == ("AU01", "AU12")
+    np.testing.assert_array_equal(store.read_all("au"), [[2, 4.5]])
+
+
+@pytest.mark.parametrize("column", ["AU12_c", "AU12-intensity", "au5r"])
+def test_a_column_that_looks_like_an_au_but_is_not_an_intensity_is_refused(tmp_path, column):
+    csv = write_manifest(
+        tmp_path / "m.csv", [{"image": "a.jpg", "subject": "S", "AU12_r": 1, column: 1}]
+    )
+    with pytest.raises(ConversionError, match=rf"column\(s\) '{column}' look like AUs but"):
+        convert(tmp_path / "bad.h5", "--csv", str(csv))
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_two_columns_of_one_au_and_two_rows_of_one_frame_are_refused(tmp_path):
+    csv = write_manifest(tmp_path / "m.csv", [{"image": "a.jpg", "subject": "S", "AU12": 1,
+                                              "AU12_r": 2}])  # fmt: skip
+    with pytest.raises(ConversionError, match="columns 'AU12' and 'AU12_r' both name AU12"):
+        convert(tmp_path / "bad.h5", "--csv", str(csv))
+    write_image(tmp_path / "a1.jpg", flat_frame(1))
+    write_image(tmp_path / "a2.jpg", flat_frame(2))
+    rows = [
+        {"image": "a1.jpg", "subject": "S", "frame": 7, "AU12": 1},
+        {"image": "a2.jpg", "subject": "S", "frame": 7, "AU12": 4},  # conflicting labels
+    ]
+    csv = write_manifest(tmp_path / "m.csv", rows)
+    with pytest.raises(ConversionError, match="lines 2 and 3: subject 'S' frame 7 is listed twice"):
+        convert(tmp_path / "bad.h5", "--csv", str(csv))
