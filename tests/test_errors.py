@@ -368,6 +368,22 @@ def test_hdf5_missing_a_dataset(store, tmp_path):
     expect("E21", store_error(path), path=path)
 
 
+@pytest.mark.parametrize("value", [9.0, -1.0])
+def test_hdf5_edited_after_it_was_written(store, tmp_path, value):
+    def set_label(file):
+        file["au"][5, 3] = value
+
+    path = edited_copy(store, tmp_path, set_label)
+    au = repr(FrameStore(store).au_names[3])
+    expect("E41", store_error(path), path=path, row=5, au=au, value=value)
+
+    def set_landmark(file):
+        file["landmarks"][7, 30, 0] = np.inf
+
+    path = edited_copy(store, tmp_path, set_landmark)
+    assert "landmarks of row 7 are infinite in the file" in store_error(path)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
