@@ -35,6 +35,8 @@ from aunet.data.framing import framing_for
 from aunet.guards import (
     check_accelerator,
     check_model_class,
+    lock_run_folder,
+    run_folders_released,
     sigterm_exit_status,
     writable_run_folder,
 )
@@ -343,6 +345,8 @@ class AUNetCLI(LightningCLI):
         trainer_config = self.config_init[self.subcommand]["trainer"]
         check_accelerator(trainer_config.get("accelerator"))
         folder = writable_run_folder(self.run_folder())
+        if rank_zero_only.rank == 0:  # DDP's other processes write into rank 0's folder
+            lock_run_folder(folder)
         configured = trainer_config.get("callbacks") or []
         kwargs.setdefault(
             "callbacks", [*configured, *self.run_callbacks(folder, settings), ExpectedTime()]
@@ -398,13 +402,13 @@ class FANCLI(AUNetCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet``."""
-    with sigterm_exit_status():
+    with sigterm_exit_status(), run_folders_released():
         AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
     """Entry point of ``aunet-fan``."""
-    with sigterm_exit_status():
+    with sigterm_exit_status(), run_folders_released():
         FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 

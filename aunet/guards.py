@@ -8,11 +8,13 @@ epoch of work), unclearly, or unsafely; ``docs/errors.md`` lists their messages 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -87,6 +89,55 @@ def writable_run_folder(folder: Path) -> Path:
             "with --run.dir DIR (make train ... ARGS='--run.dir DIR'), or fix the permissions"
         ) from None
     return folder
+
+
+#: Name of the advisory lock file in a run folder.
+RUN_LOCK = ".lock"
+#: The run folders this process holds, lock file -> its open handle (closing it releases).
+_held: dict[Path, IO[str]] = {}
+
+
+def lock_run_folder(folder: Path) -> None:
+    """Make this process the run folder's one writer, or refuse if another process is.
+
+    An advisory ``flock`` on ``folder/.lock``, which names its holder (pid and host). The
+    kernel drops it when the holder exits, however it exits, so the lock of a killed or
+    preempted fit is taken over by the next one (a resume, a requeued SLURM job). A folder
+    this process already holds (a second fit in the same process) is not locked again.
+
+    Raises:
+        RunFolderError: naming the folder and the process that holds it.
+    """
+    path = (folder / RUN_LOCK).resolve()
+    if path in _held:
+        return
+    handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the fit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunFolderError(
+            f"run folder {folder} is in use by {holder}: two fits writing one folder would mix "
+            "their config, checkpoints and metrics; wait for that fit to end, or choose another "
+            "folder with --run.dir DIR"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    _held[path] = handle
+
+
+@contextlib.contextmanager
+def run_folders_released() -> Iterator[None]:
+    """Release, when the block ends however it ends, the run folders this process locked."""
+    try:
+        yield
+    finally:
+        while _held:
+            _held.popitem()[1].close()
 
 
 @contextlib.contextmanager

@@ -10,8 +10,12 @@ from __future__ import annotations
 import ast
 import errno
 import json
+import os
 import pathlib
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -40,7 +44,7 @@ from aunet.cli import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
 from aunet.data.store import FrameStore, StoreError
-from aunet.guards import RunFolderError
+from aunet.guards import RunFolderError, lock_run_folder, run_folders_released
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
@@ -497,6 +501,29 @@ def test_run_folder_that_cannot_be_written(store, fan_file, tmp_path):
     with pytest.raises(RunFolderError) as error:
         aunet_main(fit_args(store, fan_file, blocker / "adapt"))
     expect("E31", str(error.value), folder=blocker / "adapt")
+
+
+def test_run_folder_another_fit_is_writing(store, fan_file, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from aunet.guards import lock_run_folder; lock_run_folder(Path(sys.argv[1])); "
+         "print('held', flush=True); time.sleep(120)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderError) as error:
+            aunet_main(fit_args(store, fan_file, run_dir))
+        expect("E42", str(error.value), folder=run_dir, pid=holder.pid, host=socket.gethostname())
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing of the 2nd fit
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_folders_released():  # the killed holder's lock is taken over
+        lock_run_folder(run_dir)
+        assert (run_dir / ".lock").read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
 
 
 def test_nan_loss(store, fan_file, tmp_path, monkeypatch):
