@@ -4,7 +4,7 @@
 images -- and :meth:`Source.frames` decodes them one frame at a time (RGB uint8), so nothing
 holds a whole video.
 
-**Faces.** :class:`FaceFinder` finds each frame's face (dlib, the largest face,
+**Faces.** :class:`FaceFinder` finds each frame's face (dlib, the best-scored face,
 :mod:`aunet.data.detect`) and crops it exactly as the training data were cropped
 (:func:`aunet.data.crop.crop_face`).
 
@@ -242,7 +242,7 @@ def crop_similarity(first: np.ndarray, second: np.ndarray) -> float:
 class FaceFinder:
     """The face of each frame: detected, or inside a video the previous frame's box if still a face.
 
-    dlib's detector finds the largest face (:class:`~aunet.data.detect.FaceTracker`); when it
+    dlib's detector finds the best-scored face (:class:`~aunet.data.detect.FaceTracker`); when it
     finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
     resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
     resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or

@@ -8,7 +8,7 @@ Usage::
 
 INPUT is any mix of video files, image files and folders of images. Per frame (Sec. 3.4: "crop
 the face image according to some face detection and forward it to the trained network"):
-dlib finds the largest face and its 68 landmarks (:mod:`aunet.data.detect`); the face is cropped
+dlib finds the best-scored face and its 68 landmarks (:mod:`aunet.data.detect`); the face is cropped
 exactly as the training data were (:func:`aunet.data.crop.crop_face`, the model's input size);
 crops are forwarded in batches (under bf16 autocast where the device computes bf16 natively,
 float32 elsewhere: ``--precision auto``, :mod:`aunet.training.precision`); each AU's intensity

@@ -95,3 +95,51 @@ def test_missing_model_package_names_the_extra(monkeypatch):
     )
     with pytest.raises(DetectorUnavailableError, match="face-recognition-models"):
         predictor_path()
+
+
+class _Rectangle:
+    def __init__(self, left, top, right, bottom):
+        self.box = (left, top, right, bottom)
+
+    def left(self):
+        return self.box[0]
+
+    def top(self):
+        return self.box[1]
+
+    def right(self):
+        return self.box[2]
+
+    def bottom(self):
+        return self.box[3]
+
+
+class _ScoredFaces:
+    """Stands for dlib's detector: fixed boxes with fixed scores, searched at full size."""
+
+    def __init__(self, *faces):
+        self.faces = faces
+
+    def run(self, image, upsample, adjust_threshold):
+        return [_Rectangle(*box) for box, _ in self.faces], [s for _, s in self.faces], [0] * 2
+
+
+def test_the_best_scored_face_wins_and_a_tracked_face_keeps_its_track(monkeypatch):
+    poster = ((0, 0, 199, 199), 0.05)  # large, barely above the threshold: a false positive
+    person = ((220, 40, 299, 119), 1.4)
+    detector = LandmarkDetector(detect_side=None)
+    monkeypatch.setattr(detector, "_faces", _ScoredFaces(poster, person))
+    image = np.zeros((240, 320, 3), np.uint8)
+    assert detector.find_face(image) == FaceBox(220, 40, 299, 119)  # the largest used to win
+    # A video whose tracked face is the one near the poster keeps it, however it scores.
+    assert detector.find_face(image, near=FaceBox(10, 10, 190, 190)) == FaceBox(0, 0, 199, 199)
+    # A previous box overlapping no face found: the best-scored face again.
+    assert detector.find_face(image, near=FaceBox(300, 200, 319, 239)) == FaceBox(220, 40, 299, 119)
+    monkeypatch.setattr(detector, "_faces", _ScoredFaces())
+    assert detector.find_face(image) is None
+
+
+def test_box_overlap_is_intersection_over_union():
+    assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(0, 0, 9, 9)) == 1.0
+    assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(5, 0, 14, 9)) == pytest.approx(50 / 150)
+    assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(10, 0, 19, 9)) == 0.0

