@@ -12,6 +12,7 @@ import fcntl
 import os
 import signal
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -123,6 +124,14 @@ def lock_run_folder(folder: Path) -> None:
             "their config, checkpoints and metrics; wait for that fit to end, or choose another "
             "folder with --run.dir DIR"
         ) from None
+    except OSError as error:  # a file system without flock (some network mounts): warn, go on
+        handle.close()
+        warnings.warn(
+            f"run folder {folder}: cannot lock {path} ({error.strerror or error}); a second fit "
+            "into this folder would not be stopped",
+            stacklevel=2,
+        )
+        return
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

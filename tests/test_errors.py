@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import fcntl
 import json
 import os
 import pathlib
@@ -778,3 +779,14 @@ def test_a_converter_option_out_of_range(tmp_path, capsys):
     message = capsys.readouterr().err.strip().splitlines()[-1]
     expect("E40", message, converter="disfa", flag="--margin", value="nan")
     assert not out.exists()
+
+
+def test_a_run_folder_that_cannot_be_locked_warns_and_is_not_held(tmp_path, monkeypatch):
+    def unsupported(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    with run_folders_released():
+        with pytest.warns(UserWarning, match="No locks available"):
+            lock_run_folder(tmp_path)
+        assert (tmp_path / ".lock").read_text() == ""  # no holder written: not held
