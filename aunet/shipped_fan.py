@@ -3,7 +3,7 @@
 ``make train EXP=reparam`` on a fresh clone transfers from a FAN pre-trained on the synthetic
 landmark faces. Pre-training one takes longer on a CPU without native bf16 than the whole demo
 may (docs/experiments.md, "The CPU demo"), so the package carries the one that ``make fan``
-built, in float16 (3.5 MB), beside a provenance record: the command, the commit, the machine,
+built, in float16 (3.4 MiB), beside a provenance record: the command, the commit, the machine,
 the training it had and its validation NME, re-measured on the shipped weights. ``make fan``
 rebuilds an equal one (``checkpoints/fan_synthetic.ckpt``, which the launcher then prefers).
 
