@@ -8,11 +8,8 @@ epoch of work), unclearly, or unsafely; ``docs/errors.md`` lists their messages 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
-import socket
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +17,7 @@ from typing import IO, Any
 import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from aunet.locks import LockHeldError, advisory_lock, release_lock
 from aunet.training.callbacks import CheckpointError
 
 
@@ -112,31 +110,16 @@ def lock_run_folder(folder: Path) -> None:
     path = (folder / RUN_LOCK).resolve()
     if path in _held:
         return
-    handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the fit)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        handle = advisory_lock(path, f"run folder {folder}", "fit into this folder")
+    except LockHeldError as held:
         raise RunFolderError(
-            f"run folder {folder} is in use by {holder}: two fits writing one folder would mix "
-            "their config, checkpoints and metrics; wait for that fit to end, or choose another "
-            "folder with --run.dir DIR"
+            f"run folder {folder} is in use by {held.holder or 'another process'}: two fits "
+            "writing one folder would mix their config, checkpoints and metrics; wait for that "
+            "fit to end, or choose another folder with --run.dir DIR"
         ) from None
-    except OSError as error:  # a file system without flock (some network mounts): warn, go on
-        handle.close()
-        warnings.warn(
-            f"run folder {folder}: cannot lock {path} ({error.strerror or error}); a second fit "
-            "into this folder would not be stopped",
-            stacklevel=2,
-        )
-        return
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    handle.flush()
-    _held[path] = handle
+    if handle is not None:  # None: a file system without flock; warned, the fit goes on
+        _held[path] = handle
 
 
 @contextlib.contextmanager
@@ -146,7 +129,7 @@ def run_folders_released() -> Iterator[None]:
         yield
     finally:
         while _held:
-            _held.popitem()[1].close()
+            release_lock(_held.popitem()[1])  # the file stays: it is the folder's, not the fit's
 
 
 @contextlib.contextmanager

@@ -41,10 +41,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> None:
-    """Parse ``argv`` and run the chosen converter (errors propagate)."""
+    """Parse ``argv`` and run the chosen converter (errors propagate).
+
+    The converter runs holding ``<out>.lock``: a second conversion into the same ``--out`` is
+    refused before it reads anything (:func:`data_prep.common.one_writer`).
+    """
     args = build_parser(argv).parse_args(argv)
     check_output(Path(args.out))
-    importlib.import_module(args.module).main(args)
+    from data_prep.common import one_writer  # after parsing: --help and its errors stay quick
+
+    with one_writer(Path(args.out)):
+        importlib.import_module(args.module).main(args)
 
 
 def check_output(out: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from aunet.aus import DATASET_AUS
+from aunet.data.store import decode_rgb
 from data_prep.common import (
     ConversionError,
     SourceFrame,
@@ -37,7 +39,6 @@ from data_prep.common import (
     add_common_arguments,
     collect,
     convert_from_args,
-    decode_image,
     read_image,
     read_label_file,
     select_subjects,
@@ -98,7 +99,7 @@ class Bp4dJob(SubjectJob):
 
     def frames(self, report: SubjectReport) -> Iterator[SourceFrame]:
         """Every frame with an image in the labelled sequences, sequence by sequence."""
-        archive = zipfile.ZipFile(self.archive) if self.archive else None
+        archive = open_archive(self.archive) if self.archive else None
         try:
             read: Callable[[str], np.ndarray] = (
                 partial(_read_member, archive) if archive else lambda name: read_image(Path(name))
@@ -126,8 +127,49 @@ class Bp4dJob(SubjectJob):
                 archive.close()
 
 
+#: What reading a damaged member raises: a bad CRC-32 or header (BadZipFile), deflated data
+#: that does not inflate (zlib.error) or ends early (EOFError), a failed read (OSError).
+_DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+def open_archive(path: Path) -> zipfile.ZipFile:
+    """Open a subject's zip archive.
+
+    Raises:
+        ConversionError: naming the file, if it is not a zip archive (cut short before its
+            table of contents, or another kind of file).
+    """
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ConversionError(
+            f"{path}: not a readable zip archive ({error}); re-extract or re-download the archive"
+        ) from None
+
+
 def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
-    return decode_image(archive.read(name), f"{archive.filename}:{name}")
+    """Decode one frame of an archive.
+
+    Raises:
+        ConversionError: naming the archive and the member, if the member is damaged (its
+            data do not match its CRC-32 or cannot be unpacked) or is not an image. Raised
+            while converting, it fails the subject only (docs/errors.md, E43).
+    """
+    try:
+        data = archive.read(name)
+    except _DAMAGED_MEMBER as error:
+        raise _damaged(archive, name, str(error)) from None
+    image = decode_rgb(data)
+    if image is None:
+        raise _damaged(archive, name, "not a readable image")
+    return image
+
+
+def _damaged(archive: zipfile.ZipFile, name: str, reason: str) -> ConversionError:
+    return ConversionError(
+        f"{archive.filename}: member {name} is damaged ({reason}); re-extract or re-download "
+        "the archive"
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -283,11 +325,8 @@ def _list_frames(source: Path) -> dict[str, dict[int, str]]:
             if path.suffix.lower() == ".jpg"
         ]
     else:
-        try:
-            with zipfile.ZipFile(source) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as error:
-            raise ConversionError(f"{source}: not a readable zip archive ({error})") from None
+        with open_archive(source) as archive:
+            names = archive.namelist()
         entries = []
         for name in names:
             path = PurePosixPath(name)

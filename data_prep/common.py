@@ -23,6 +23,7 @@ the dataset's landmarks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -63,6 +64,7 @@ from aunet.data.store import (
     merge_stores,
 )
 from aunet.data.video import VideoError
+from aunet.locks import LockHeldError, advisory_lock, release_lock
 
 #: Landmarks whose bounding box is smaller than this (pixels) are treated as missing: trackers
 #: write all-zero or collapsed points for frames they lost.
@@ -560,6 +562,53 @@ def parts_folder(out: Path) -> Path:
 def part_path(out: Path, subject: str) -> Path:
     """The part file of one subject."""
     return parts_folder(out) / (re.sub(r"[^A-Za-z0-9_.-]", "_", subject) + ".h5")
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file that the conversion writing ``out`` holds (:func:`one_writer`)."""
+    return out.with_name(out.name + ".lock")
+
+
+@contextlib.contextmanager
+def one_writer(out: Path) -> Iterator[None]:
+    """Make this the one conversion writing ``out`` until the block ends, or refuse.
+
+    Two conversions into one ``out`` would resume from each other's unfinished parts, fail on
+    the part the other is writing, and the first to finish deletes the parts folder under the
+    second. So each holds an advisory lock on ``<out>.lock`` (naming its pid and host), removed
+    when the block ends however it ends; a killed conversion's lock is taken over by the next
+    (:mod:`aunet.locks`). Folders created to hold the lock file are removed again if nothing
+    else went into them (a conversion refused while planning leaves nothing behind).
+
+    Raises:
+        ConversionError: naming ``out`` and the conversion that holds it.
+    """
+    out = Path(out)
+    # The folder resolved, so that two spellings of one output (a symlinked folder, a relative
+    # path) meet at one lock file; the parts and the partial store go into that folder too.
+    path = lock_path(out.parent.resolve() / out.name)
+    created = [folder for folder in path.parents if not folder.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = advisory_lock(path, f"--out {out}", "conversion into this file")
+    except LockHeldError as held:
+        holder = f" ({held.holder})" if held.holder else ""
+        raise ConversionError(
+            f"--out {out}: another conversion{holder} is writing it; wait for it to end or "
+            "choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            release_lock(handle, remove=True)
+        else:  # no flock here (warned): nothing to hand over, just tidy up
+            path.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the store, its parts, or someone else's files
+                break
 
 
 def _finished_part(part: Path, settings: Settings) -> SubjectReport | None:

@@ -1,4 +1,7 @@
+import errno
+import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from data_prep.common import (
     ConversionError,
     SubjectReport,
     format_report,
+    lock_path,
     part_path,
     read_label_file,
 )
@@ -238,4 +242,26 @@ def test_an_option_out_of_range_is_one_line_with_exit_2(
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == f"python -m data_prep {converter}: error: argument {flag}: {expected}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_cannot_be_locked_warns_and_converts(tmp_path, monkeypatch):
+    def unsupported(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)  # as on a file system without flock
+    root = make_disfa(tmp_path / "DISFA", ("SN001",), num_frames=2)
+    out = tmp_path / "d.h5"
+    warning = f"--out {out}: cannot lock {lock_path(out)} (No locks available); a second " + (
+        "conversion into this file would not be stopped"
+    )
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        assert len(convert(root, out)) == 2
+    assert not lock_path(out).exists()
+
+
+def test_a_conversion_refused_while_planning_leaves_no_lock_and_no_folder(tmp_path):
+    out = tmp_path / "new" / "folder" / "d.h5"
+    with pytest.raises(ConversionError, match="folder missing"):
+        convert(tmp_path / "missing", out)  # the lock was taken (its folders made) first
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,7 @@ from raw_datasets import (
     FACE_68,
     flat_frame,
     landmark_cells,
+    make_bp4d,
     make_disfa,
     without_inner_corners,
     write_image,
@@ -53,7 +55,7 @@ from aunet.predict import main as predict_main
 from aunet.training import AUHeatmapModule
 from aunet.training.callbacks import AtomicCheckpointIO, CheckpointError
 from data_prep.__main__ import run as data_prep
-from data_prep.common import ConversionError, part_path, parts_folder
+from data_prep.common import ConversionError, lock_path, part_path, parts_folder
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOGUE = REPO / "docs" / "errors.md"
@@ -315,6 +317,84 @@ def test_full_disk_while_writing_a_store(disfa, tmp_path, monkeypatch, capsys):
            partial=f"{part}.partial", part=part)  # fmt: skip
     assert out.read_bytes() == before and len(FrameStore(old)) == 1
     assert not list(parts_folder(out).iterdir())
+
+
+def convert_bp4d(images: Path, labels: Path, out: Path) -> None:
+    data_prep(["bp4d", "--images", str(images), "--labels", str(labels), "--out", str(out),
+               "--workers", "1"])  # fmt: skip
+
+
+def zip_members(archive: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as zipped:
+        return {name: zipped.read(name) for name in zipped.namelist()}
+
+
+def flip_a_bit(archive: Path, member: str) -> None:
+    """Damage a member's data in place, as a faulty copy would: its CRC-32 no longer matches."""
+    with zipfile.ZipFile(archive) as zipped:
+        info = zipped.getinfo(member)
+    data = bytearray(archive.read_bytes())
+    # The data follow the member's 30-byte local header and its name (and a short extra field).
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0x10
+    archive.write_bytes(bytes(data))
+
+
+def test_damaged_member_of_a_zip_archive(tmp_path, capsys):
+    pytest.importorskip("dlib")  # BP4D has no landmarks: its frames go through the detector
+    label = (1, 2, 3, 4, 5)
+    sequences = {("F001", "T1"): {1: label, 2: label}, ("F002", "T1"): {1: label}}
+    images, labels = make_bp4d(tmp_path / "BP4D", sequences, archive=["F001"])
+    archive, member, out = images / "F001.zip", "F001/T1/1.jpg", tmp_path / "bp4d.h5"
+    members = zip_members(archive)
+    flip_a_bit(archive, member)
+    with pytest.raises(ConversionError, match=r"1 of 2 subject\(s\) failed \(F001;"):
+        convert_bp4d(images, labels, out)
+    note = failure_note(capsys.readouterr().out, "F001")
+    expect("E43", note, archive=archive, member=member)
+    assert "Bad CRC-32" in note
+    assert_subject_failed(out, "F001")
+    assert part_path(out, "F002").is_file()  # the finished subject is kept for the re-run
+
+    with zipfile.ZipFile(archive, "w") as zipped:  # a member that is not an image
+        for name, data in {**members, member: b"not a JPEG"}.items():
+            zipped.writestr(name, data)
+    with pytest.raises(ConversionError, match=r"1 of 2 subject\(s\) failed \(F001;"):
+        convert_bp4d(images, labels, out)
+    report = capsys.readouterr().out
+    assert " resumed" in report.split("\nF002 ", 1)[1].splitlines()[0]
+    expect("E43", failure_note(report, "F001"), archive=archive, member=member)
+    assert "(not a readable image)" in failure_note(report, "F001")
+
+    archive.write_bytes(b"not a zip archive")  # caught while planning, before any decoding
+    with pytest.raises(ConversionError) as error:
+        convert_bp4d(images, labels, out)
+    assert str(error.value) == (
+        f"{archive}: not a readable zip archive (File is not a zip file); re-extract or "
+        "re-download the archive"
+    )
+
+
+def test_two_conversions_into_one_output(disfa, tmp_path):
+    out = tmp_path / "disfa.h5"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from data_prep.common import one_writer\nwith one_writer(Path(sys.argv[1])):\n"
+         "    print('held', flush=True)\n    time.sleep(120)\n", str(out)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConversionError) as error:
+            convert_disfa(disfa, out)
+        expect("E44", str(error.value), out=out, pid=holder.pid, host=socket.gethostname())
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["DISFA", "disfa.h5.lock"]
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, naming a dead process
+        holder.wait()
+    assert lock_path(out).read_text() == f"pid {holder.pid} on {socket.gethostname()}\n"
+    convert_disfa(disfa, out)  # the dead holder's lock is taken over
+    assert len(FrameStore(out)) == 3
+    assert not lock_path(out).exists()  # removed as the conversion ended
 
 
 # --------------------------------------------------------------------------------------------
