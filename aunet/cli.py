@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import netrc
 import os
 import secrets
@@ -29,12 +30,15 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from aunet.data.datamodule import AUDataModule, LandmarkDataModule
 from aunet.data.framing import framing_for
 from aunet.guards import (
     check_accelerator,
     check_model_class,
+    command_line,
+    compare_resume_config,
     lock_run_folder,
     run_folders_released,
     sigterm_exit_status,
@@ -44,8 +48,10 @@ from aunet.models.registry import USES_FAN
 from aunet.run_checkpoints import BEST_CHECKPOINT_NAME, CHECKPOINT_FOLDER, LAST_CHECKPOINT
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
+    CONFIG_IN_CHECKPOINT,
     AtomicCheckpointIO,
     CheckpointOnSigterm,
+    ConfigInCheckpoint,
     HeatmapOverlays,
     MetricsJson,
     RepairRestartAtEpochEnd,
@@ -72,6 +78,10 @@ class RunSettings:
         overlay_every_n_epochs: heatmap overlay panel period (0 = never).
         checkpoint_every_n_steps: also refresh ``last.ckpt`` every this many optimiser steps,
             so a preempted job loses at most that much (0 = only at epoch ends).
+        allow_config_change: resume (``--ckpt_path``) with a config that differs from the
+            checkpoint's in what the run learns (the data, the optimisation, the seed); without
+            it such a resume is refused with the differences listed. Changes to how long and
+            where the run goes (``max_epochs``, devices, logging) are always allowed.
     """
 
     dir: str | None = None
@@ -80,6 +90,7 @@ class RunSettings:
     wandb_project: str = "aunet"
     overlay_every_n_epochs: int = 5
     checkpoint_every_n_steps: int = 0
+    allow_config_change: bool = False
 
 
 def wandb_offline(mode: WandbMode) -> bool:
@@ -228,13 +239,24 @@ class AUNetCLI(LightningCLI):
 
         LightningCLI reads the checkpoint's hyperparameters next (weights-only too, but with
         PyTorch's long message for a refused or damaged file); this gives aunet's messages
-        (``docs/errors.md``, E33, E34 and E37) first.
+        (``docs/errors.md``, E33, E34 and E37) first, and compares the config given with the
+        checkpoint's before LightningCLI replaces the model's part with the checkpoint's.
         """
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
+        config = self.config[subcommand] if subcommand else self.config
+        # Plain values (paths as text), as stored in checkpoints and compared on resume.
+        self.given_config = json.loads(json.dumps(config.clone().as_dict(), default=str))
+        checkpoint = config.get("ckpt_path")
         if checkpoint and Path(checkpoint).is_file():
-            check_model_class(checkpoint, AtomicCheckpointIO().load_checkpoint(checkpoint))
+            state = AtomicCheckpointIO().load_checkpoint(checkpoint)
+            check_model_class(checkpoint, state)
+            allow = bool(config.get("run", {}).get("allow_config_change"))
+            saved = state.get(CONFIG_IN_CHECKPOINT)
+            for line in compare_resume_config(checkpoint, saved, self.given_config, allow):
+                rank_zero_info(line)
+            if saved is not None:  # the model that runs is the checkpoint's: record that one
+                self.given_config["model"] = saved.get("model")
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``trainer.precision: auto`` for this machine, and print the choice and why.
@@ -328,6 +350,7 @@ class AUNetCLI(LightningCLI):
             WandbSummary(metric, mode),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
             CheckpointOnSigterm(checkpoints / LAST_CHECKPOINT),
+            ConfigInCheckpoint(self.given_config),
             RepairRestartAtEpochEnd(),
             StopOnNonFiniteLoss(),
         ]
@@ -401,16 +424,30 @@ class FANCLI(AUNetCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``aunet``."""
+    """``aunet`` (input errors raise: :data:`aunet_command` is the console script)."""
     with sigterm_exit_status(), run_folders_released():
         AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
-    """Entry point of ``aunet-fan``."""
+    """``aunet-fan`` (input errors raise: :data:`fan_command` is the console script)."""
     with sigterm_exit_status(), run_folders_released():
         FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 
+#: What a fit's user can put right: a bad option value, file or folder (aunet's own errors
+#: derive from ValueError or OSError), or a setting Lightning refuses.
+FIT_INPUT_ERRORS = (ValueError, OSError, MisconfigurationException)
+_FIT_STOP_HINT = (
+    "; resume from the run's checkpoints/last.ckpt with the same command and --ckpt_path "
+    "(make train ... RESUME=1)"
+)
+#: The console scripts: input errors as one line with status 2, Ctrl-C as status 130.
+aunet_command = command_line("aunet", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
+                             catch_sigterm=False)(main)  # fmt: skip
+fan_command = command_line("aunet-fan", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
+                           catch_sigterm=False)(fan_main)  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    aunet_command()

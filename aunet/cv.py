@@ -78,13 +78,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds.
 
     A reader (or a requeued job) never sees a half-written file: it sees the old one or the
-    new one.
+    new one. The file is synced before the rename, so a write error the system reports late
+    (a full disk, a quota) fails the writer instead of leaving a damaged file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(descriptor)
     try:
         yield Path(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

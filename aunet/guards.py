@@ -8,10 +8,13 @@ epoch of work), unclearly, or unsafely; ``docs/errors.md`` lists their messages 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import torch
@@ -142,4 +145,191 @@ def sigterm_exit_status() -> Iterator[None]:
     try:
         yield
     except SIGTERMException:
+        print(
+            "stopped by SIGTERM; last.ckpt holds the state at the last finished step",
+            file=sys.stderr,
+        )
         raise SystemExit(128 + signal.SIGTERM) from None
+
+
+#: Set to 1 to see an input error's traceback instead of its one line.
+DEBUG_VARIABLE = "AUNET_DEBUG"
+#: Exit statuses: a user-input error, SIGINT (Ctrl-C) and SIGTERM (the shells' 128 + signal).
+INPUT_ERROR_STATUS = 2
+SIGINT_STATUS = 128 + signal.SIGINT
+SIGTERM_STATUS = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds the stack, so ``finally`` blocks remove partial files.
+
+    A ``BaseException``, as ``KeyboardInterrupt``, so that ``except Exception`` does not catch it.
+    """
+
+
+def command_line(
+    program: str,
+    input_errors: tuple[type[BaseException], ...] = (),
+    *,
+    stop_hint: str = "",
+    catch_sigterm: bool = True,
+) -> Callable[[Callable[[], object]], Callable[[], None]]:
+    """Make ``main`` a console script: one line and a status for input errors and signals.
+
+    - An ``input_errors`` exception: ``<program>: error: <message>``, status 2 (its traceback
+      with ``AUNET_DEBUG=1``).
+    - SIGINT (Ctrl-C): ``<program>: interrupted (SIGINT)<stop_hint>``, status 130, also when a
+      library turned the ``KeyboardInterrupt`` into another exit (Lightning exits 1).
+    - SIGTERM, with ``catch_sigterm``: raised as :class:`Terminated`, so partial files are
+      removed as for any failure; ``<program>: stopped by SIGTERM<stop_hint>``, status 143.
+      Fits keep Lightning's own SIGTERM handling (a checkpoint at the step end, then 143).
+
+    Args:
+        program: the command's name, which starts each line.
+        input_errors: the exception types that mean the user's input or options are wrong.
+        stop_hint: said after an interruption, e.g. how to resume.
+        catch_sigterm: raise :class:`Terminated` on SIGTERM.
+    """
+
+    def wrap(main: Callable[[], object]) -> Callable[[], None]:
+        @functools.wraps(main)
+        def console_script() -> None:
+            interrupted = False
+
+            def on_sigint(signum: int, frame: FrameType | None) -> None:
+                nonlocal interrupted
+                interrupted = True
+                raise KeyboardInterrupt
+
+            def on_sigterm(signum: int, frame: FrameType | None) -> None:
+                raise Terminated
+
+            previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint)}
+            if catch_sigterm:
+                previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
+            try:
+                main()
+            except KeyboardInterrupt:
+                _stop(f"{program}: interrupted (SIGINT){stop_hint}", SIGINT_STATUS)
+            except Terminated:
+                _stop(f"{program}: stopped by SIGTERM{stop_hint}", SIGTERM_STATUS)
+            except SystemExit as exit_:
+                if interrupted and exit_.code not in (0, None):
+                    _stop(f"{program}: interrupted (SIGINT){stop_hint}", SIGINT_STATUS)
+                raise
+            except input_errors as error:
+                if os.environ.get(DEBUG_VARIABLE) == "1":
+                    raise
+                _stop(f"{program}: error: {error}", INPUT_ERROR_STATUS)
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
+        return console_script
+
+    return wrap
+
+
+def _stop(line: str, status: int) -> None:
+    print(line, file=sys.stderr)
+    raise SystemExit(status) from None
+
+
+class ResumeConfigError(ValueError):
+    """A resume whose config differs from the checkpoint's in what the run learns."""
+
+
+#: Config keys a resume may change: where and how fast the run goes, how long, what it logs.
+#: Anything else (the model, the data, the optimisation, the seed) changes what it learns.
+RESUME_SAFE_KEYS = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.precision",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.logger",
+    "trainer.default_root_dir",
+    "trainer.profiler",
+    "data.num_workers",
+    "run.",
+)
+#: Keys never compared: which checkpoint and config files were given, and the override itself.
+RESUME_IGNORED_KEYS = ("ckpt_path", "config", "run.allow_config_change")
+#: Prefix of the keys that a resume takes from the checkpoint whatever the config says:
+#: LightningCLI builds the model from the checkpoint's hyperparameters, and Lightning restores
+#: the optimiser and learning-rate schedule (lr included) from its state.
+RESUME_FROM_CHECKPOINT = "model."
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"a.b.c": value}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _is(key: str, names: tuple[str, ...]) -> bool:
+    return any(key == name or (name.endswith(".") and key.startswith(name)) for name in names)
+
+
+def compare_resume_config(
+    checkpoint: str | os.PathLike,
+    saved: dict[str, Any] | None,
+    requested: dict[str, Any],
+    allow_change: bool,
+) -> list[str]:
+    """Check a resume's config against the one the checkpoint was trained with.
+
+    Args:
+        checkpoint: the ``--ckpt_path`` file (for messages).
+        saved: the config stored in the checkpoint (None in checkpoints made before aunet
+            stored it: nothing to compare).
+        requested: this run's config, as parsed, before the checkpoint's hyperparameters
+            are merged in.
+        allow_change: ``--run.allow_config_change``: apply changes that are not safe.
+
+    Returns:
+        Lines to print: each change and what happens to it.
+
+    Raises:
+        ResumeConfigError: listing the changes that are not safe, unless ``allow_change``.
+    """
+    if saved is None:
+        return [f"resume: {checkpoint} holds no config (an older checkpoint); not compared"]
+    before, after = flat_config(saved), flat_config(requested)
+    changes = {
+        key: (before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if not _is(key, RESUME_IGNORED_KEYS) and before.get(key) != after.get(key)
+    }
+    safe = {key: change for key, change in changes.items() if _is(key, RESUME_SAFE_KEYS)}
+    kept = {key: c for key, c in changes.items() if key.startswith(RESUME_FROM_CHECKPOINT)}
+    learned = {key: c for key, c in changes.items() if key not in safe and key not in kept}
+    if (learned or kept) and not allow_change:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items()
+                           if key not in safe)  # fmt: skip
+        raise ResumeConfigError(
+            f"{checkpoint}: resuming with a config that differs from the checkpoint's in what "
+            f"the run learns: {listed}; resume with the checkpoint's settings, start a new run "
+            "(another --run.dir, no --ckpt_path), or give --run.allow_config_change true"
+        )
+
+    def lines(changed: dict[str, tuple[Any, Any]], what: str) -> list[str]:
+        return [f"resume: {key} {old!r} -> {new!r} ({what})" for key, (old, new) in changed.items()]
+
+    return [
+        *lines(safe, "applied"),
+        *lines(learned, "applied: --run.allow_config_change"),
+        *lines(kept, "not applied: the model and its optimiser state come from the checkpoint"),
+    ]

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import time
@@ -41,7 +42,13 @@ import yaml
 from torch import nn
 
 from aunet.data.crop import FaceCrop, crop_face
-from aunet.data.detect import FaceTracker, LandmarkDetector
+from aunet.data.detect import (
+    TRACK_OVERLAP,
+    FaceBox,
+    FaceTracker,
+    LandmarkDetector,
+    box_overlap,
+)
 from aunet.data.framing import Reframe
 from aunet.data.store import decode_rgb
 from aunet.data.video import frame_count, read_frames
@@ -217,10 +224,27 @@ class Stopwatch:
 
 
 class Face(NamedTuple):
-    """A face crop and how sure we are it is a face (1 = detected in this frame)."""
+    """A face crop, how sure we are it is a face (0-1), and which face of the video it is.
+
+    ``confidence``: for a face detected in the frame, :func:`detection_confidence` of dlib's
+    score; for a face kept from the previous frame's box, its resemblance to the last detected
+    face. ``face_id``: 0 for the one tracked face; with every face (:class:`AllFaceFinder`), the
+    same number for the same face from frame to frame, as OpenFace's ``face_id``.
+    """
 
     crop: FaceCrop
     confidence: float
+    face_id: int = 0
+
+
+def detection_confidence(score: float) -> float:
+    """The detector's score as a 0-1 confidence: the logistic ``1 / (1 + exp(-score))``.
+
+    dlib's HOG detector scores a window by its SVM margin, 0 at its decision threshold: a face
+    exactly there gets 0.5, a clear frontal face (score 1-3) 0.73-0.95, and a weak false
+    positive (a poster, a texture: score near 0) about 0.5, not the 1.00 of a bare "found".
+    """
+    return 1.0 / (1.0 + math.exp(-score))
 
 
 def _signature(image: np.ndarray) -> np.ndarray:
@@ -239,14 +263,8 @@ def crop_similarity(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.clip((first * second).sum() / norm, 0.0, 1.0)) if norm > 1e-3 else 0.0
 
 
-class FaceFinder:
-    """The face of each frame: detected, or inside a video the previous frame's box if still a face.
-
-    dlib's detector finds the best-scored face (:class:`~aunet.data.detect.FaceTracker`); when it
-    finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
-    resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
-    resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or
-    a face that left does not inherit one.
+class _FaceCropper:
+    """Crops faces as the training data were cropped (what both face finders share).
 
     Args:
         detector: the landmark detector.
@@ -265,11 +283,30 @@ class FaceFinder:
         stopwatch: Stopwatch,
         framing: str = "store",
     ) -> None:
-        self.tracker = FaceTracker(detector)
+        self.detector = detector
         self.image_size = image_size
         self.margin = margin
         self.reframe = Reframe(framing)
         self.stopwatch = stopwatch
+
+    def crop(self, image: np.ndarray, landmarks: np.ndarray) -> FaceCrop:
+        """The model's crop of the face with these landmarks."""
+        return self.reframe.face_crop(crop_face(image, landmarks, self.image_size, self.margin))
+
+
+class FaceFinder(_FaceCropper):
+    """The face of each frame: detected, or inside a video the previous frame's box if still a face.
+
+    dlib's detector finds the best-scored face (:class:`~aunet.data.detect.FaceTracker`); when it
+    finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
+    resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
+    resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or
+    a face that left does not inherit one. Arguments as :class:`_FaceCropper`'s.
+    """
+
+    def __init__(self, detector: LandmarkDetector, *args: Any, **kwargs: Any) -> None:
+        super().__init__(detector, *args, **kwargs)
+        self.tracker = FaceTracker(detector)
         self._reference: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -284,17 +321,69 @@ class FaceFinder:
         if detection is None:
             return None
         with self.stopwatch("crop"):
-            crop = crop_face(image, detection.landmarks, self.image_size, self.margin)
-            crop = self.reframe.face_crop(crop)
+            crop = self.crop(image, detection.landmarks)
             signature = _signature(crop.image)
         if not detection.from_previous:
             self._reference = signature
-            return Face(crop, 1.0)
+            return Face(crop, detection_confidence(detection.score or 0.0))
         similarity = 0.0 if self._reference is None else crop_similarity(signature, self._reference)
         if similarity < MIN_SIMILARITY:
             self.reset()
             return None
         return Face(crop, similarity)
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """The face of ``image`` as a list (empty when none), as :class:`AllFaceFinder` gives."""
+        face = self(image)
+        return [] if face is None else [face]
+
+
+class AllFaceFinder(_FaceCropper):
+    """Every face the detector finds in each frame, numbered from frame to frame (``--all-faces``).
+
+    Each face keeps the ``face_id`` of the previous frame's face its box overlaps most
+    (:data:`~aunet.data.detect.TRACK_OVERLAP` at least), best-scored faces choosing first; a
+    face overlapping none gets the next unused number. There is no fallback to the previous
+    frame's boxes: a face the detector misses in a frame has no row in that frame. Arguments
+    as :class:`_FaceCropper`'s.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame's faces and start numbering at 0 (a new video or image)."""
+        self._previous: list[tuple[int, FaceBox]] = []
+        self._next_id = 0
+
+    def _number(self, boxes: list[FaceBox]) -> list[int]:
+        free = list(self._previous)
+        numbers = []
+        for box in boxes:  # best-scored first
+            overlaps = [(box_overlap(box, other), i) for i, (_, other) in enumerate(free)]
+            best = max(overlaps, default=(0.0, -1))
+            if best[0] >= TRACK_OVERLAP:
+                numbers.append(free.pop(best[1])[0])
+            else:
+                numbers.append(self._next_id)
+                self._next_id += 1
+        return numbers
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of ``image``, best-scored first."""
+        with self.stopwatch("detect"):
+            found = [
+                (score, box, self.detector.landmarks(image, box))
+                for score, box in self.detector.find_faces(image)
+            ]
+        numbers = self._number([box for _, box, _ in found])
+        self._previous = [(n, box) for n, (_, box, _) in zip(numbers, found, strict=True)]
+        with self.stopwatch("crop"):
+            return [
+                Face(self.crop(image, landmarks), detection_confidence(score), number)
+                for number, (score, _, landmarks) in zip(numbers, found, strict=True)
+            ]
 
 
 # The model: weights-only checkpoints, folding, batched forward passes.

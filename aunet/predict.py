@@ -45,8 +45,10 @@ from tqdm import tqdm
 from aunet.data.crop import DEFAULT_MARGIN, invert_affine, transform_points
 from aunet.data.detect import DetectorUnavailableError, LandmarkDetector
 from aunet.data.video import VideoError
+from aunet.guards import command_line
 from aunet.inference import (
     DEFAULT_FPS,
+    AllFaceFinder,
     AUPredictor,
     CheckpointError,
     Face,
@@ -97,9 +99,10 @@ class CsvLayout:
         intensities: np.ndarray | None,
         locations: np.ndarray | None,
     ) -> list[str]:
-        """One frame's cells; AU cells are empty when no face was found."""
+        """One face's cells (a frame's, when no face was found: AU cells empty)."""
         k = len(self.au_names)
-        cells = [str(frame.number), "0", f"{frame.timestamp:.3f}"]
+        face_id = face.face_id if face is not None else 0
+        cells = [str(frame.number), str(face_id), f"{frame.timestamp:.3f}"]
         cells += [f"{face.confidence:.2f}", "1"] if face is not None else ["0.00", "0"]
         cells += [f"{v:.3f}" for v in intensities] if intensities is not None else [""] * k
         if self.locations:
@@ -163,11 +166,22 @@ def check_outputs(
             )
 
 
+class OutputError(OSError):
+    """An output that could not be written; the message names it."""
+
+
 @contextlib.contextmanager
 def atomic_output(target: Path) -> Iterator[Path]:
     """A temporary path beside ``target``, renamed to it on success and removed on failure.
 
-    The temporary name keeps the suffix (OpenCV picks a video container from it).
+    The temporary name keeps the suffix (OpenCV picks a video container from it). Before the
+    rename the file is synced to disk, so a write error that the system reports late (a full
+    disk, a quota, a network file system) fails the run instead of leaving a damaged file.
+    Any failure, Ctrl-C and SIGTERM (:func:`aunet.guards.command_line`) included, removes it.
+
+    Raises:
+        InputError: ``target`` is a folder.
+        OutputError: naming ``target`` and the system's reason, when it cannot be written.
     """
     if target.is_dir():
         raise InputError(f"{target}: is a folder; expected a file name")
@@ -175,6 +189,17 @@ def atomic_output(target: Path) -> Iterator[Path]:
     temporary = target.with_name(f"{target.stem}.partial{os.getpid()}{target.suffix}")
     try:
         yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+    except OutputError:  # another output's failure, which names that output
+        temporary.unlink(missing_ok=True)
+        raise
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(
+            f"{target}: cannot be written ({error.strerror or error}); nothing is left under "
+            "that name"
+        ) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -215,11 +240,31 @@ class OverlaySink:
                 raise InputError(f"{self.path}: OpenCV cannot write a {self.codec} video here")
         self._video.write(bgr)
 
-    def close(self) -> None:
-        """Finish the video file."""
-        if self._video is not None:
-            self._video.release()
-            self._video = None
+    def __enter__(self) -> OverlaySink:
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *args: object) -> None:
+        """Finish the video file and, unless the run failed, check that it reads back whole.
+
+        OpenCV's VideoWriter reports no write error (a full disk leaves a file that does not
+        play), so the frames are counted again from the file.
+
+        Raises:
+            OSError: the video holds fewer frames than were written.
+        """
+        if self._video is None:
+            return
+        self._video.release()
+        self._video = None
+        if failure is not None:
+            return
+        reader = cv2.VideoCapture(str(self.path))
+        readable = int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) if reader.isOpened() else 0
+        reader.release()
+        if readable != self.count:
+            raise OSError(
+                f"{self.count} frames written but {readable} read back from the video file"
+            )
 
 
 def overlay_image(
@@ -310,9 +355,9 @@ class _Batch:
         self.pending: list[tuple[Frame, Face | None]] = []
         self.faces = 0
 
-    def add(self, frame: Frame, face: Face | None) -> None:
-        """Queue a frame (with its face, or None)."""
-        self.pending.append((frame, face))
+    def add(self, frame: Frame, faces: Sequence[Face]) -> None:
+        """Queue a frame: a row for each of its faces, or one with no face."""
+        self.pending += [(frame, face) for face in faces] or [(frame, None)]
 
     def flush(self) -> None:
         """Forward the queued faces in one batch and write every queued frame's row."""
@@ -352,6 +397,7 @@ def predict(
     image_size: int | None = None,
     progress: bool = True,
     strict_length: bool = False,
+    all_faces: bool = False,
 ) -> Summary:
     """Run a trained AU model over videos and images and write the CSV (and pictures).
 
@@ -372,6 +418,9 @@ def predict(
         progress: show a progress bar.
         strict_length: a video that decodes another number of frames than it declares is an
             error (nothing written) instead of a warning on stderr and in the summary line.
+        all_faces: a row for every face of each frame, numbered by ``face_id`` from frame to
+            frame (:class:`~aunet.inference.AllFaceFinder`), instead of the one tracked face.
+            Not with ``overlay`` or ``plot``, which draw one face per frame.
 
     Returns:
         Frame counts and timings.
@@ -381,6 +430,12 @@ def predict(
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if all_faces and (overlay is not None or plot is not None):
+        flag = "--overlay" if overlay is not None else "--plot"
+        raise InputError(
+            f"--all-faces with {flag}: the overlay and the plot show one face per frame; run "
+            "once with --all-faces for the CSV, and once without it for the pictures"
+        )
     sources = collect_sources(inputs)
     check_outputs(sources, checkpoint, {"--out": out, "--overlay": overlay, "--plot": plot})
     try:
@@ -393,7 +448,7 @@ def predict(
     stopwatch = Stopwatch()
     if margin is None:
         margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
-    finder = FaceFinder(
+    finder = (AllFaceFinder if all_faces else FaceFinder)(
         LandmarkDetector(), predictor.image_size, margin, stopwatch, predictor.framing
     )
     single_video = len(sources) == 1 and sources[0].is_video
@@ -414,8 +469,7 @@ def predict(
             if overlay.suffix.lower() in OVERLAY_CODECS:
                 overlay = stack.enter_context(atomic_output(overlay))
             fps = next((video_fps(s.path) for s in sources if s.is_video), DEFAULT_FPS)
-            sink = OverlaySink(overlay, fps)
-            stack.callback(sink.close)
+            sink = stack.enter_context(OverlaySink(overlay, fps))
         batch = _Batch(predictor, layout, writer.writerow, sink, stopwatch)
         bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress))
         for source, declared in zip(sources, counts, strict=True):
@@ -424,8 +478,8 @@ def predict(
             for frame in stopwatch.iterate(source.frames(), "decode"):
                 if not source.is_video:
                     finder.reset()  # images are unrelated: no box carries over
-                batch.add(frame, finder(frame.image))
-                if len(batch.pending) == batch_size:
+                batch.add(frame, finder.faces(frame.image))
+                if len(batch.pending) >= batch_size:
                     batch.flush()
                 bar.update()
                 decoded += 1
@@ -503,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--all-faces",
+        action="store_true",
+        help="a row for every face of a frame, numbered by face_id (default: one tracked face)",
+    )
+    parser.add_argument(
         "--strict-length",
         action="store_true",
         help="a video decoding fewer (or more) frames than it declares is an error, not a warning",
@@ -533,11 +592,18 @@ def main(argv: list[str] | None = None) -> None:
             image_size=args.image_size,
             progress=not args.no_progress,
             strict_length=args.strict_length,
+            all_faces=args.all_faces,
         )
     except (InputError, CheckpointError, VideoError, DetectorUnavailableError, OSError) as error:
         parser.exit(2, f"aunet-predict: error: {error}\n")
     print(f"wrote {args.out}: {summary.line()}")
 
 
+#: The console script: Ctrl-C or SIGTERM removes the partial outputs, then exits 130 or 143.
+predict_command = command_line("aunet-predict", stop_hint="; its partial outputs were removed")(
+    main
+)
+
+
 if __name__ == "__main__":
-    main()
+    predict_command()

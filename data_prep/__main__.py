@@ -77,15 +77,20 @@ def check_output(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: input errors end the program with their message, status 1."""
+    """Command-line entry point: input errors, Ctrl-C and SIGTERM end it with one line.
+
+    Statuses 2, 130 and 143 (:func:`aunet.guards.command_line`); an interruption says how to
+    resume.
+    """
+    from aunet.guards import command_line
     from data_prep.common import INPUT_ERRORS
 
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except INPUT_ERRORS as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; re-run the same command to resume the conversion")
+    convert = command_line(
+        "python -m data_prep",
+        INPUT_ERRORS,
+        stop_hint="; the finished subjects are kept: re-run the same command to resume",
+    )(lambda: run(sys.argv[1:] if argv is None else argv))
+    convert()
 
 
 if __name__ == "__main__":

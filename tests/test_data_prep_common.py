@@ -189,9 +189,14 @@ def test_help_lists_every_converter_and_every_one_takes_root():
         assert args.out == Path("data/x.h5")
 
 
-def test_command_line_errors_end_with_the_message(tmp_path):
-    with pytest.raises(SystemExit, match=r"^error: .*missing: folder missing; expected the DISFA"):
+def test_command_line_errors_end_with_the_message_and_status_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["disfa", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "x.h5")])
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err
+    assert re.fullmatch(
+        r"python -m data_prep: error: .*missing: folder missing; expected the DISFA.*\n", line
+    )
 
 
 @pytest.mark.slow

@@ -130,11 +130,14 @@ def test_the_best_scored_face_wins_and_a_tracked_face_keeps_its_track(monkeypatc
     detector = LandmarkDetector(detect_side=None)
     monkeypatch.setattr(detector, "_faces", _ScoredFaces(poster, person))
     image = np.zeros((240, 320, 3), np.uint8)
-    assert detector.find_face(image) == FaceBox(220, 40, 299, 119)  # the largest used to win
+    assert detector.find_face(image) == (1.4, FaceBox(220, 40, 299, 119))  # largest used to win
     # A video whose tracked face is the one near the poster keeps it, however it scores.
-    assert detector.find_face(image, near=FaceBox(10, 10, 190, 190)) == FaceBox(0, 0, 199, 199)
+    near_poster = detector.find_face(image, near=FaceBox(10, 10, 190, 190))
+    assert near_poster == (0.05, FaceBox(0, 0, 199, 199))
     # A previous box overlapping no face found: the best-scored face again.
-    assert detector.find_face(image, near=FaceBox(300, 200, 319, 239)) == FaceBox(220, 40, 299, 119)
+    elsewhere = detector.find_face(image, near=FaceBox(300, 200, 319, 239))
+    assert elsewhere == (1.4, FaceBox(220, 40, 299, 119))
+    assert [box for _, box in detector.find_faces(image)] == [person[0], poster[0]]
     monkeypatch.setattr(detector, "_faces", _ScoredFaces())
     assert detector.find_face(image) is None
 

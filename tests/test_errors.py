@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from checkpoint_factories import save_checkpoint, untrained_module
 from factories import write_store
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from raw_datasets import (
@@ -47,7 +48,12 @@ from aunet.cli import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
 from aunet.data.store import FrameStore, StoreError
-from aunet.guards import RunFolderError, lock_run_folder, run_folders_released
+from aunet.guards import (
+    ResumeConfigError,
+    RunFolderError,
+    lock_run_folder,
+    run_folders_released,
+)
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
@@ -680,10 +686,36 @@ def test_checkpoint_trained_on_other_aus(store, fan_file, trained, tmp_path):
     path = tmp_path / "other-aus.ckpt"
     torch.save(checkpoint, path)
     run_dir = tmp_path / "second"
+    same = ("--trainer.limit_train_batches", "1")  # the config it was trained with
     with pytest.raises(ValueError, match="trained on AUs") as error:
-        aunet_main(fit_args(store, fan_file, run_dir, "--ckpt_path", str(path)))
+        aunet_main(fit_args(store, fan_file, run_dir, *same, "--ckpt_path", str(path)))
     expect("E35", str(error.value), path=path, trained=names, data=data)
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_resume_with_a_changed_config(store, fan_file, trained, tmp_path, caplog):
+    lr = torch.load(trained, weights_only=True)["hyper_parameters"]["lr"]
+    run_dir = tmp_path / "second"
+    resume = ("--trainer.limit_train_batches", "1", "--trainer.max_epochs", "2",
+              "--ckpt_path", str(trained), "--data.batch_size", "4",
+              "--model.init_args.lr", str(lr * 2))  # fmt: skip
+    with pytest.raises(ResumeConfigError) as error:
+        aunet_main(fit_args(store, fan_file, run_dir, *resume))
+    changes = f"data.batch_size 8 -> 4; model.init_args.lr {lr!r} -> {lr * 2!r}"
+    expect("E45", str(error.value), path=trained, changes=changes)
+    assert not run_dir.exists()
+    # Allowed: the data change applies, the model's is said not to, the safe ones apply.
+    aunet_main(fit_args(store, fan_file, run_dir, *resume, "--run.allow_config_change", "true"))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resume: ")]
+    assert "resume: trainer.max_epochs 1 -> 2 (applied)" in said
+    assert "resume: data.batch_size 8 -> 4 (applied: --run.allow_config_change)" in said
+    assert any(line.startswith("resume: model.init_args.lr") and "not applied" in line
+               for line in said)  # fmt: skip
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == torch.load(trained, weights_only=True)["epoch"] + 1
+    assert resumed["aunet_config"]["data"]["batch_size"] == 4
+    assert resumed["aunet_config"]["model"]["init_args"]["lr"] == lr  # what ran
+    assert resumed["optimizer_states"][0]["param_groups"][0]["initial_lr"] == lr
 
 
 def test_checkpoint_that_names_a_class_outside_aunet(
@@ -870,3 +902,54 @@ def test_a_run_folder_that_cannot_be_locked_warns_and_is_not_held(tmp_path, monk
         with pytest.warns(UserWarning, match="No locks available"):
             lock_run_folder(tmp_path)
         assert (tmp_path / ".lock").read_text() == ""  # no holder written: not held
+
+
+def untrained_checkpoint(tmp_path: Path) -> Path:
+    return save_checkpoint(untrained_module("scratch"), tmp_path / "scratch.ckpt")
+
+
+def test_full_disk_while_writing_predictions(recording, tmp_path, capsys, monkeypatch):
+    video, _ = recording
+    checkpoint, out = untrained_checkpoint(tmp_path), tmp_path / "out" / "rec.csv"
+    out.parent.mkdir()
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the system reports it when the file is synced
+    message = predict_refusal(capsys, str(video), "--ckpt", str(checkpoint), "--out", str(out),
+                              "--no-progress")  # fmt: skip
+    expect("E46", message, path=out)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_overlay_video_that_does_not_read_back_whole(recording, tmp_path, capsys, monkeypatch):
+    video, _ = recording
+    checkpoint, out = untrained_checkpoint(tmp_path), tmp_path / "out"
+    out.mkdir()
+    real_writer = cv2.VideoWriter
+
+    class LosingWriter:
+        """A VideoWriter that loses every second frame and says nothing, as on a full disk."""
+
+        def __init__(self, *args):
+            self.writer, self.count = real_writer(*args), 0
+
+        def isOpened(self):  # noqa: N802 (OpenCV's name)
+            return self.writer.isOpened()
+
+        def write(self, image):
+            self.count += 1
+            if self.count % 2:
+                self.writer.write(image)
+
+        def release(self):
+            self.writer.release()
+
+    monkeypatch.setattr(cv2, "VideoWriter", LosingWriter)
+    overlay = out / "overlay.avi"
+    argv = (str(video), "--ckpt", str(checkpoint), "--out", str(out / "rec.csv"),
+            "--overlay", str(overlay), "--no-progress")  # fmt: skip
+    message = predict_refusal(capsys, *argv)
+    expect("E47", message, path=overlay)
+    assert list(out.iterdir()) == []  # neither the video nor the CSV beside it

@@ -16,9 +16,11 @@ from aunet.data.crop import DEFAULT_MARGIN, crop_face
 from aunet.data.detect import Detection, FaceBox, LandmarkDetector
 from aunet.inference import (
     MIN_SIMILARITY,
+    AllFaceFinder,
     CheckpointError,
     FaceFinder,
     Stopwatch,
+    detection_confidence,
     load_predictor,
 )
 from aunet.models import FAN
@@ -101,7 +103,8 @@ def test_success_is_0_exactly_on_the_blank_frames(predicted):
         if row["success"] == "0":
             assert set(values) == {""} and float(row["confidence"]) == 0
         else:
-            assert "" not in values and float(row["confidence"]) == 1  # all detected
+            assert "" not in values
+            assert 0.5 <= float(row["confidence"]) < 1  # detected: dlib's score above 0
 
 
 def test_intensities_lie_in_0_5_and_locations_in_the_face(predicted):
@@ -248,7 +251,7 @@ class ScriptedDetector:
 
     def detect(self, image: np.ndarray, fallback: FaceBox | None = None) -> Detection | None:
         if next(self.found):
-            return Detection(self.landmarks, self.box)
+            return Detection(self.landmarks, self.box, score=2.0)
         if fallback is not None:
             return Detection(self.landmarks, fallback, from_previous=True)
         return None
@@ -262,10 +265,78 @@ def test_the_previous_box_is_kept_only_while_the_face_is_still_there():
     detector = ScriptedDetector(landmarks, found=[True, False, False, False])
     finder = FaceFinder(detector, IMAGE_SIZE, DEFAULT_MARGIN, Stopwatch())
     results = [finder(frame) for frame in frames]
-    assert results[0].confidence == 1
+    assert results[0].confidence == pytest.approx(detection_confidence(2.0))
     assert MIN_SIMILARITY <= results[1].confidence < 1  # blurred: the same face, old box
     assert results[2] is None  # blank: refused
     assert results[3] is None  # the tracker was reset: no box left to fall back on
+
+
+def test_detection_confidence_is_the_logistic_of_dlibs_score():
+    assert detection_confidence(0.0) == 0.5  # dlib's decision threshold
+    assert detection_confidence(2.0) == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert detection_confidence(0.05) < detection_confidence(1.4) < 1  # poster < person
+
+
+class ScriptedFaces:
+    """Finds the given (score, box) faces in each successive frame; landmarks from one face."""
+
+    def __init__(self, landmarks: np.ndarray, frames: list[list[tuple[float, FaceBox]]]) -> None:
+        self.landmarks_of_face = landmarks
+        self.frames = iter(frames)
+
+    def find_faces(self, image):
+        return next(self.frames)
+
+    def landmarks(self, image, box):
+        return self.landmarks_of_face
+
+
+def test_all_faces_keep_their_face_id_from_frame_to_frame():
+    face = astronaut_frame(0.5)
+    landmarks = LandmarkDetector().detect(face).landmarks
+    left, right, elsewhere = (
+        FaceBox(0, 0, 99, 99),
+        FaceBox(200, 0, 299, 99),
+        FaceBox(0, 150, 80, 230),
+    )
+    moved_right = FaceBox(210, 5, 309, 104)  # overlaps `right` (IoU 0.74), not `left`
+    frames = [
+        [(1.0, left), (0.5, right)],
+        [(1.2, moved_right), (0.8, left)],  # best-scored first: it still takes right's number
+        [(0.9, elsewhere)],  # the others left; a new face
+        [],
+        [(0.7, left)],  # after a reset: numbering starts again
+    ]
+    finder = AllFaceFinder(
+        ScriptedFaces(landmarks, frames), IMAGE_SIZE, DEFAULT_MARGIN, Stopwatch()
+    )
+    ids = [[f.face_id for f in finder.faces(face)] for _ in range(4)]
+    assert ids == [[0, 1], [1, 0], [2], []]
+    finder.reset()
+    (only,) = finder.faces(face)
+    assert only.face_id == 0 and only.confidence == pytest.approx(detection_confidence(0.7))
+
+
+def test_all_faces_writes_a_row_per_face(tmp_path, checkpoint, capsys):
+    two = np.concatenate([astronaut_frame(0.5), astronaut_frame(0.2)], axis=1)  # 640 x 240
+    video = write_video(tmp_path / "two.mp4", [two, two, blank_frame((640, 240))])
+    out = tmp_path / "au.csv"
+    main([str(video), "--ckpt", str(checkpoint), "--out", str(out), "--all-faces", "--locations",
+          "--no-progress"])  # fmt: skip
+    _, rows = read_csv(out)
+    assert [(row["frame"], row["face_id"], row["success"]) for row in rows] == [
+        ("1", "0", "1"), ("1", "1", "1"), ("2", "0", "1"), ("2", "1", "1"), ("3", "0", "0")
+    ]  # fmt: skip
+    # The same face keeps its number: frame 2's face 0 is where frame 1's face 0 was.
+    x = {(row["frame"], row["face_id"]): float(row["AU12_x"]) for row in rows[:4]}
+    assert abs(x["1", "0"] - x["2", "0"]) < 5 and abs(x["1", "1"] - x["2", "1"]) < 5
+    assert abs(x["1", "0"] - x["1", "1"]) > 200  # two faces 320 px apart
+    with pytest.raises(SystemExit) as stopped:
+        main([str(video), "--ckpt", str(checkpoint), "--out", str(tmp_path / "b.csv"),
+              "--all-faces", "--overlay", str(tmp_path / "o.mp4")])  # fmt: skip
+    assert stopped.value.code == 2
+    assert "--all-faces with --overlay" in capsys.readouterr().err
+    assert not (tmp_path / "b.csv").exists()
 
 
 @pytest.mark.parametrize(

@@ -51,12 +51,15 @@ class FaceBox(NamedTuple):
 class Detection(NamedTuple):
     """68 x 2 float32 landmarks (x, y, source pixels) and the face box they were placed in.
 
-    ``from_previous`` is True when no face was found and the previous frame's box was used.
+    ``from_previous`` is True when no face was found and the previous frame's box was used;
+    ``score`` is the detector's score of the box (its SVM margin: 0 at dlib's decision
+    threshold, about 1-3 for clear frontal faces), None for a box from the previous frame.
     """
 
     landmarks: np.ndarray
     box: FaceBox
     from_previous: bool = False
+    score: float | None = None
 
 
 def predictor_path() -> Path:
@@ -153,14 +156,8 @@ class LandmarkDetector:
         self.detect_side = detect_side
         self.upsample = upsample
 
-    def find_face(self, image: np.ndarray, near: FaceBox | None = None) -> FaceBox | None:
-        """The box of the face the detector scores highest in ``image`` (source pixels), or None.
-
-        Not the largest: a large false positive (a textured background, a poster) usually scores
-        lower than the real face. With ``near`` (the previous frame's face), the best-scoring face
-        overlapping it (:data:`TRACK_OVERLAP`) is kept when there is one, so a second person
-        entering the frame does not take over the track.
-        """
+    def find_faces(self, image: np.ndarray) -> list[tuple[float, FaceBox]]:
+        """Every face the detector finds in ``image``: (score, box in source pixels), best first."""
         scale = 1.0
         searched = image
         if self.detect_side is not None and max(image.shape[:2]) > self.detect_side:
@@ -168,13 +165,26 @@ class LandmarkDetector:
             searched = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         rectangles, scores, _ = self._faces.run(np.ascontiguousarray(searched), self.upsample, 0.0)
         faces = [
-            (score, FaceBox(*(round(v / scale) for v in _corners(r))))
+            (float(score), FaceBox(*(round(v / scale) for v in _corners(r))))
             for r, score in zip(rectangles, scores, strict=True)
         ]
+        return sorted(faces, key=lambda face: -face[0])
+
+    def find_face(
+        self, image: np.ndarray, near: FaceBox | None = None
+    ) -> tuple[float, FaceBox] | None:
+        """The face the detector scores highest in ``image``: (score, box), or None.
+
+        Not the largest: a large false positive (a textured background, a poster) usually scores
+        lower than the real face. With ``near`` (the previous frame's face), the best-scoring face
+        overlapping it (:data:`TRACK_OVERLAP`) is kept when there is one, so a second person
+        entering the frame does not take over the track.
+        """
+        faces = self.find_faces(image)
         if near is not None:
             overlapping = [face for face in faces if box_overlap(face[1], near) >= TRACK_OVERLAP]
             faces = overlapping or faces
-        return max(faces, key=lambda face: face[0])[1] if faces else None
+        return faces[0] if faces else None
 
     def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
         """The 68 landmarks (float32 x, y) that the shape predictor places in ``box``."""
@@ -192,9 +202,10 @@ class LandmarkDetector:
         Returns:
             The detection, or None when no face was found and no fallback was given.
         """
-        box = self.find_face(image, near=fallback)
-        if box is not None:
-            return Detection(self.landmarks(image, box), box)
+        found = self.find_face(image, near=fallback)
+        if found is not None:
+            score, box = found
+            return Detection(self.landmarks(image, box), box, score=score)
         if fallback is not None:
             return Detection(self.landmarks(image, fallback), fallback, from_previous=True)
         return None

@@ -27,11 +27,20 @@ from aunet.visualise import au_panel
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    """Write ``data`` as JSON to ``path`` through a temporary file, synced, and a rename.
+
+    A failure (a full disk) removes the temporary file and leaves any old ``path`` as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
-        json.dump(data, file, indent=2, sort_keys=True)
-        file.write("\n")
+        try:
+            json.dump(data, file, indent=2, sort_keys=True)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        except BaseException:
+            Path(file.name).unlink(missing_ok=True)
+            raise
     os.replace(file.name, path)
 
 
@@ -141,6 +150,27 @@ class CheckpointOnSigterm(Callback):
         if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             rank_zero_info(f"SIGTERM received: saving {self.path} before stopping")
             trainer.save_checkpoint(self.path)
+
+
+#: Key of the run's config (as given, before any resolution) in aunet's checkpoints.
+CONFIG_IN_CHECKPOINT = "aunet_config"
+
+
+class ConfigInCheckpoint(Callback):
+    """Store the run's config in every checkpoint, so a resume can be compared with it.
+
+    Args:
+        config: the config as given (plain values: what weights-only loading reads back).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Add the config."""
+        checkpoint[CONFIG_IN_CHECKPOINT] = self.config
 
 
 class RepairRestartAtEpochEnd(Callback):
