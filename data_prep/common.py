@@ -69,6 +69,8 @@ from aunet.locks import LockHeldError, advisory_lock, release_lock
 #: Landmarks whose bounding box is smaller than this (pixels) are treated as missing: trackers
 #: write all-zero or collapsed points for frames they lost.
 MIN_FACE_SIDE = 8.0
+#: The range of the int64 frame numbers label files are read into.
+_INT64 = np.iinfo(np.int64)
 #: Rows buffered per write to a part file.
 _BLOCK = 64
 
@@ -235,8 +237,8 @@ def read_label_file(path: Path, unknown: float | None = None) -> tuple[np.ndarra
 
     Raises:
         ConversionError: naming the file and line, for a missing or unreadable file, a row that
-            is not two fields, a frame that is not an integer or repeats, or an intensity that
-            is not a number or lies outside 0-5.
+            is not two fields, a frame that is not a 64-bit integer or repeats, or an intensity
+            that is not a number or lies outside 0-5.
     """
     if not path.is_file():
         raise ConversionError(f"{path}: label file missing")
@@ -255,6 +257,8 @@ def read_label_file(path: Path, unknown: float | None = None) -> tuple[np.ndarra
                 frames.append(int(frame))
             except ValueError:
                 raise ConversionError(f"{where}: frame {frame!r} is not an integer") from None
+            if not _INT64.min <= frames[-1] <= _INT64.max:  # else an OverflowError below
+                raise ConversionError(f"{where}: frame {frame} does not fit 64 bits")
             values.append(parse_intensity(text, where, unknown))
     frame_array = np.array(frames, dtype=np.int64)
     unique, counts = np.unique(frame_array, return_counts=True)
@@ -288,8 +292,9 @@ def read_mat_points(path: Path, key: str, num_points: Sequence[int]) -> np.ndarr
     """The P x 2 float32 points stored under ``key`` in a MATLAB file (2 x P is transposed).
 
     Raises:
-        ConversionError: naming the file, for an unreadable file, a missing key, or a shape
-            other than P x 2 with P in ``num_points``.
+        ConversionError: naming the file, for an unreadable file, a missing key, values that
+            are not real numbers (text, cell, struct, complex), or a shape other than P x 2 with
+            P in ``num_points``.
     """
     from scipy.io import loadmat
 
@@ -300,7 +305,12 @@ def read_mat_points(path: Path, key: str, num_points: Sequence[int]) -> np.ndarr
     if key not in content:
         found = ", ".join(k for k in content if not k.startswith("__"))
         raise ConversionError(f"{path}: no {key!r} array (found: {found or 'none'})")
-    points = np.asarray(content[key], dtype=np.float32)
+    points = np.asarray(content[key])
+    if points.dtype.kind not in "biuf":  # text, cell or struct arrays; complex numbers
+        raise ConversionError(
+            f"{path}: {key!r} holds {points.dtype} values, expected real numbers (P x 2 points)"
+        )
+    points = points.astype(np.float32)
     if points.ndim == 2 and points.shape[0] == 2 and points.shape[1] in num_points:
         points = points.T
     if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] not in num_points:

@@ -60,8 +60,11 @@ LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(NUM_LANDMARKS)) + tuple(
 #: An AU intensity column as researchers' files spell it: ``AU1``, ``AU01``, ``au12``, ``AU_12``,
 #: ``AU 12`` and OpenFace's ``AU12_r``.
 _AU_COLUMN = re.compile(r"AU[ _]?(\d+)(?:_r)?", re.I)
-#: A column that looks like an AU's; one that is not an intensity column above is refused.
-_AU_LIKE = re.compile(r"AU[ _-]?\d.*", re.I)
+#: A column that looks like an AU's (blanks around it, any separators before the number, any
+#: case); one that is not an intensity column above is refused.
+_AU_LIKE = re.compile(r"\s*AU[\W_]*\d.*", re.I | re.S)
+#: The largest frame number the store's int64 ``frame`` column holds.
+_MAX_FRAME = int(np.iinfo(np.int64).max)
 #: A broken manifest is reported by its first few problems, not all of its rows.
 _MAX_PROBLEMS = 10
 
@@ -162,18 +165,30 @@ def plan(
     """Read and check a manifest; return one job per subject and the stored AU names.
 
     Raises:
-        ConversionError: for a missing file, missing or repeated columns, AU columns the
-            dataset needs or Table 1 does not place, and (up to ten at once) bad rows: no or
-            two sources, a missing image or video, a bad frame, subject, partition, intensity
-            or landmark, a frame beyond a video's end, a video frame listed twice.
+        ConversionError: for a missing file, one that is not UTF-8 CSV, missing or repeated
+            columns, AU-like columns that are no intensity column, AU columns the dataset needs
+            or Table 1 does not place, and (up to ten at once) bad rows: more or fewer fields
+            than the header, no or two sources, a missing image or video, a bad frame, subject,
+            partition, intensity or landmark, a frame beyond a video's end, a frame listed
+            twice.
     """
     if not manifest.is_file():
         raise ConversionError(f"{manifest}: manifest missing")
     with manifest.open(newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)
-        header = reader.fieldnames or []
-        au_columns = _au_columns(manifest, header, dataset, aus)
-        rows = list(_parse_rows(manifest, reader, root, au_columns))
+        try:
+            header = reader.fieldnames or []
+            au_columns = _au_columns(manifest, header, dataset, aus)
+            rows = list(_parse_rows(manifest, reader, root, au_columns))
+        except UnicodeDecodeError as error:
+            byte = error.object[error.start : error.start + 1].hex()
+            raise ConversionError(
+                f"{manifest}: not UTF-8 text (a byte 0x{byte} in it); save the manifest as UTF-8"
+            ) from None
+        except csv.Error as error:
+            raise ConversionError(
+                f"{manifest}, line {reader.line_num}: not readable as CSV ({error})"
+            ) from None
     _check_au_known(manifest, rows, au_columns)
     by_subject: dict[str, list[dict]] = {}
     for row in rows:
@@ -201,6 +216,13 @@ def _au_columns(
         raise ConversionError(
             f"{manifest}: landmark columns incomplete, missing {', '.join(missing[:5])}...; "
             "give all of x_0..x_67, y_0..y_67 or none"
+        )
+    # csv.DictReader keeps only the last of two same-named columns: the other would be lost.
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        raise ConversionError(
+            f"{manifest}: column(s) {', '.join(map(repr, repeated))} appear more than once in "
+            "the header; give each column once"
         )
     columns: dict[str, str] = {}
     for name in header:
@@ -263,6 +285,14 @@ def _parse_rows(
     problems: list[str] = []
     for row in reader:
         try:
+            # DictReader files extra fields under None and fills missing ones with None; either
+            # way the row's cells would land in the wrong columns, or be dropped.
+            if None in row or None in row.values():
+                what = "more" if None in row else "fewer"
+                raise ConversionError(
+                    f"{manifest}, line {reader.line_num}: {what} fields than the header's "
+                    f"{len(reader.fieldnames or ())} columns; give every row one field per column"
+                )
             yield _parse_row(row, manifest, reader.line_num, root, au_columns)
         except ConversionError as error:
             problems.append(str(error))
@@ -292,8 +322,10 @@ def _parse_row(
     if not subject:
         raise ConversionError(f"{where}: 'subject' is empty")
     frame = cell("frame")
-    if frame and not frame.isdigit():
+    if frame and not frame.isdecimal():  # isdigit() takes "²", which int() refuses
         raise ConversionError(f"{where}: frame {frame!r} is not a whole number")
+    if frame and (len(frame.lstrip("0")) > len(str(_MAX_FRAME)) or int(frame) > _MAX_FRAME):
+        raise ConversionError(f"{where}: frame {frame} is too large (at most {_MAX_FRAME})")
     if video and (not frame or int(frame) < 1):
         raise ConversionError(f"{where}: a video row needs its frame number, from 1")
     partition = cell("partition")
@@ -330,7 +362,7 @@ def _parse_row(
         "line": line,
         "path": path,
         "is_video": bool(video),
-        "frame": int(frame) if frame else 0,
+        "frame": int(frame) if frame else None,  # None: numbered by position (0 is a frame)
         "subject": subject,
         "sequence": cell("sequence") if "sequence" in row else None,
         "partition": partition if "partition" in row else None,
@@ -344,7 +376,7 @@ def _job(
 ) -> ManifestJob:
     """A subject's job: image rows in CSV order, each video's rows together, by frame."""
     for number, row in enumerate(rows, 1):
-        if not row["is_video"] and not row["frame"]:
+        if not row["is_video"] and row["frame"] is None:
             row["frame"] = number
     groups: dict[object, list[dict]] = {}
     for row in rows:
