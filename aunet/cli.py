@@ -442,11 +442,33 @@ _FIT_STOP_HINT = (
     "; resume from the run's checkpoints/last.ckpt with the same command and --ckpt_path "
     "(make train ... RESUME=1)"
 )
+#: How jsonargparse reports an error raised while building the model (a ``class_path`` union).
+_UNION_FAILURE = "Does not validate against any of the Union subtypes"
+
+
+def fit_error_reason(error: BaseException) -> str:
+    """The error's message; for the model's own error, without jsonargparse's wrapping.
+
+    jsonargparse reports an exception of the model's ``__init__`` as a failure to match each
+    type of ``model`` (the class, or None) with the given values dumped after it; the reason
+    is the class's line.
+    """
+    message = str(error)
+    if not message.startswith(_UNION_FAILURE):
+        return message
+    reasons = [
+        line.strip().removeprefix("- ")
+        for line in message.splitlines()
+        if line.startswith("  - ") and "Expected a <class 'NoneType'>" not in line
+    ]
+    return "; ".join(reasons) or message
+
+
 #: The console scripts: input errors as one line with status 2, Ctrl-C as status 130.
 aunet_command = command_line("aunet", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
-                             catch_sigterm=False)(main)  # fmt: skip
+                             catch_sigterm=False, describe=fit_error_reason)(main)  # fmt: skip
 fan_command = command_line("aunet-fan", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
-                           catch_sigterm=False)(fan_main)  # fmt: skip
+                           catch_sigterm=False, describe=fit_error_reason)(fan_main)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -173,6 +173,7 @@ def command_line(
     *,
     stop_hint: str = "",
     catch_sigterm: bool = True,
+    describe: Callable[[BaseException], str] = str,
 ) -> Callable[[Callable[[], object]], Callable[[], None]]:
     """Make ``main`` a console script: one line and a status for input errors and signals.
 
@@ -189,6 +190,7 @@ def command_line(
         input_errors: the exception types that mean the user's input or options are wrong.
         stop_hint: said after an interruption, e.g. how to resume.
         catch_sigterm: raise :class:`Terminated` on SIGTERM.
+        describe: an input error's message (default ``str``).
     """
 
     def wrap(main: Callable[[], object]) -> Callable[[], None]:
@@ -220,7 +222,7 @@ def command_line(
             except input_errors as error:
                 if os.environ.get(DEBUG_VARIABLE) == "1":
                     raise
-                _stop(f"{program}: error: {error}", INPUT_ERROR_STATUS)
+                _stop(f"{program}: error: {describe(error)}", INPUT_ERROR_STATUS)
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from checkpoint_factories import save_checkpoint, untrained_module
 
+from aunet.cli import fit_error_reason
 from aunet.guards import DEBUG_VARIABLE, Terminated, command_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,3 +129,18 @@ def test_sigterm_during_predict_removes_its_partial_outputs(tmp_path):
         "aunet-predict: stopped by SIGTERM; its partial outputs were removed"
     )
     assert list(out.iterdir()) == []
+
+
+def test_a_model_error_is_told_without_jsonargparses_wrapping():
+    wrapped = ValueError(
+        "Does not validate against any of the Union subtypes\n"
+        "Subtypes: [<class 'aunet.training.au_module.AUHeatmapModule'>, <class 'NoneType'>]\n"
+        "Errors:\n"
+        "  - unknown strategy 'reparm'; expected one of: scratch, reparam\n"
+        "  - Expected a <class 'NoneType'>\n"
+        "Given value type: <class 'jsonargparse._namespace.Namespace'>\n"
+        "Given value: Namespace(class_path='aunet.training.AUHeatmapModule', ...)"
+    )
+    reason = "unknown strategy 'reparm'; expected one of: scratch, reparam"
+    assert fit_error_reason(wrapped) == reason
+    assert fit_error_reason(ValueError("plain")) == "plain"

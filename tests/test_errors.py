@@ -44,6 +44,7 @@ from scipy.io import savemat
 
 from aunet import launch
 from aunet.aus import AU_LOCATIONS
+from aunet.cli import fit_error_reason
 from aunet.cli import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
@@ -561,6 +562,18 @@ def test_empty_fold(tmp_path):
         AUDataModule(path, fold=2, num_workers=0)
     expect("E28", str(error.value), path=path, held_out=", ".join(DISFA_FOLDS[1]),
            present=", ".join(sorted(present)))  # fmt: skip
+
+
+def test_image_size_the_network_cannot_take(store, fan_file, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"data\.image_size") as error:
+        aunet_main(fit_args(store, fan_file, run_dir, "--data.image_size", "100"))
+    expect("E48", fit_error_reason(error.value), size=100, strategy="adapt", depth=2, multiple=16,
+           nearest="96 or 112")  # the tiny FAN: depth 2  # fmt: skip
+    assert not run_dir.exists()
+    with pytest.raises(ValueError, match="multiples of 64") as error:
+        AUHeatmapModule("scratch", au_names=["AU01"], image_size=50)
+    expect("E48", str(error.value), size=50, strategy="scratch", depth=4, multiple=64, nearest="64")
 
 
 def test_nothing_to_resume(monkeypatch, tmp_path):

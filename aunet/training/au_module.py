@@ -73,6 +73,27 @@ def legacy_stem_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return hparams
 
 
+def check_input_side(image_size: int, config: FANConfig, strategy: str) -> None:
+    """Refuse, before any run folder or epoch, an input side the FAN cannot take.
+
+    The hourglasses halve the side ``depth`` times after the stem's 4x: the side must be a
+    multiple of ``4 * 2**depth`` (64 for 2DFAN-4 and the light FAN), or the forward pass
+    fails at the first step.
+
+    Raises:
+        ValueError: naming ``data.image_size``, the multiple and the nearest valid sides.
+    """
+    multiple = config.input_multiple
+    if image_size % multiple == 0:
+        return
+    lower, upper = image_size // multiple * multiple, (image_size // multiple + 1) * multiple
+    nearest = f"{lower} or {upper}" if lower else str(upper)
+    raise ValueError(
+        f"data.image_size {image_size}: the {strategy} network (FAN depth {config.depth}) takes "
+        f"input sides that are multiples of {multiple}; use {nearest}"
+    )
+
+
 class AUHeatmapModule(pl.LightningModule):
     """AU heatmap regression (or direct regression for ``resnet18``) over one strategy.
 
@@ -141,6 +162,8 @@ class AUHeatmapModule(pl.LightningModule):
         if strategy == "scratch":  # no FAN; its own network's layout, which checkpoints name
             own = (strategy_args or {}).get("fan_config")
             fan_config = asdict(FANConfig.from_dict(dict(own)) if own else LIGHT_FAN_CONFIG)
+        if image_size is not None and fan_config is not None:
+            check_input_side(image_size, FANConfig.from_dict(fan_config), strategy)
         self.save_hyperparameters(
             {
                 "strategy": strategy,
