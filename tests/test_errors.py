@@ -286,6 +286,48 @@ def test_landmarks_with_nan(tmp_path):
     assert_nothing_written(tmp_path / "mine.h5")
 
 
+def test_manifest_row_with_a_field_too_many(tmp_path):
+    write_image(tmp_path / "a1.jpg", flat_frame(1))
+    csv = tmp_path / "frames.csv"
+    csv.write_text("image,subject,AU1\na1.jpg,A,1,3\n")
+    with pytest.raises(ConversionError) as error:
+        convert_manifest(csv, tmp_path / "mine.h5")
+    expect("E49", str(error.value), csv=csv, line=2, columns=3)
+    assert_nothing_written(tmp_path / "mine.h5")
+
+
+def test_manifest_column_given_twice(tmp_path):
+    write_image(tmp_path / "a1.jpg", flat_frame(1))
+    csv = tmp_path / "frames.csv"
+    csv.write_text("image,subject,AU1,subject\na1.jpg,A,1,B\n")
+    with pytest.raises(ConversionError) as error:
+        convert_manifest(csv, tmp_path / "mine.h5")
+    expect("E50", str(error.value), csv=csv)
+    assert_nothing_written(tmp_path / "mine.h5")
+
+
+def test_manifest_that_is_not_utf8(tmp_path):
+    write_image(tmp_path / "a1.jpg", flat_frame(1))
+    csv = tmp_path / "frames.csv"
+    csv.write_bytes("image,subject,AU1\na1.jpg,José,1\n".encode("latin-1"))
+    with pytest.raises(ConversionError) as error:
+        convert_manifest(csv, tmp_path / "mine.h5")
+    expect("E51", str(error.value), csv=csv, byte="e9")
+    assert_nothing_written(tmp_path / "mine.h5")
+
+
+def test_landmark_file_that_holds_no_numbers(disfa, tmp_path, capsys):
+    landmarks = disfa / "Landmark_Points" / "SN001" / "tmp_frame_lm" / "l0001_lm.mat"
+    savemat(landmarks, {"pts": "not points"})
+    with pytest.raises(ConversionError, match=r"1 of 1 subject\(s\) failed"):
+        convert_disfa(disfa, tmp_path / "disfa.h5")
+    note = failure_note(capsys.readouterr().out, "SN001")
+    dtype = re.search(r"holds (\S+) values", note)[1]
+    expect("E52", note, file=landmarks, dtype=dtype)
+    assert dtype.startswith("<U")  # text
+    assert_subject_failed(tmp_path / "disfa.h5", "SN001")
+
+
 def test_landmarks_outside_the_image(disfa, tmp_path, capsys):
     landmarks = disfa / "Landmark_Points" / "SN001" / "tmp_frame_lm" / "l0001_lm.mat"
     savemat(landmarks, {"pts": without_inner_corners(FACE_68) * 4})  # for a 4x larger video
