@@ -286,34 +286,31 @@ def test_landmarks_with_nan(tmp_path):
     assert_nothing_written(tmp_path / "mine.h5")
 
 
-def test_manifest_row_with_a_field_too_many(tmp_path):
+def refused_manifest(tmp_path: Path, content: bytes) -> tuple[Path, str]:
+    """Convert a manifest of this content (one image, a1.jpg): its path and the refusal."""
     write_image(tmp_path / "a1.jpg", flat_frame(1))
     csv = tmp_path / "frames.csv"
-    csv.write_text("image,subject,AU1\na1.jpg,A,1,3\n")
+    csv.write_bytes(content)
     with pytest.raises(ConversionError) as error:
         convert_manifest(csv, tmp_path / "mine.h5")
-    expect("E49", str(error.value), csv=csv, line=2, columns=3)
     assert_nothing_written(tmp_path / "mine.h5")
+    return csv, str(error.value)
+
+
+def test_manifest_row_with_a_field_too_many(tmp_path):
+    csv, message = refused_manifest(tmp_path, b"image,subject,AU1\na1.jpg,A,1,3\n")
+    expect("E49", message, csv=csv, line=2, columns=3)
 
 
 def test_manifest_column_given_twice(tmp_path):
-    write_image(tmp_path / "a1.jpg", flat_frame(1))
-    csv = tmp_path / "frames.csv"
-    csv.write_text("image,subject,AU1,subject\na1.jpg,A,1,B\n")
-    with pytest.raises(ConversionError) as error:
-        convert_manifest(csv, tmp_path / "mine.h5")
-    expect("E50", str(error.value), csv=csv)
-    assert_nothing_written(tmp_path / "mine.h5")
+    csv, message = refused_manifest(tmp_path, b"image,subject,AU1,subject\na1.jpg,A,1,B\n")
+    expect("E50", message, csv=csv)
 
 
 def test_manifest_that_is_not_utf8(tmp_path):
-    write_image(tmp_path / "a1.jpg", flat_frame(1))
-    csv = tmp_path / "frames.csv"
-    csv.write_bytes("image,subject,AU1\na1.jpg,José,1\n".encode("latin-1"))
-    with pytest.raises(ConversionError) as error:
-        convert_manifest(csv, tmp_path / "mine.h5")
-    expect("E51", str(error.value), csv=csv, byte="e9")
-    assert_nothing_written(tmp_path / "mine.h5")
+    content = "image,subject,AU1\na1.jpg,José,1\n".encode("latin-1")
+    csv, message = refused_manifest(tmp_path, content)
+    expect("E51", message, csv=csv, byte="e9")
 
 
 def test_landmark_file_that_holds_no_numbers(disfa, tmp_path, capsys):
