@@ -37,6 +37,7 @@ import yaml
 from aunet import cv, progress, robustness, shipped_fan, tables
 from aunet.data import synthetic
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
+from aunet.guards import command_line
 from aunet.inference import CheckpointError
 from aunet.models import NEEDS_FAN, USES_FAN
 from aunet.run_checkpoints import best_checkpoint, last_checkpoint
@@ -752,45 +753,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the launcher's command line (``--`` separates flags for ``aunet fit``)."""
+    """The launcher's command line (``--`` separates flags for ``aunet fit``).
+
+    Errors in the request (an unknown experiment, nothing to resume, a failed fit) end it with
+    one line and status 2; Ctrl-C with status 130 (:func:`aunet.guards.command_line`).
+    """
+    errors = (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError,
+              CheckpointError)  # fmt: skip
+    # SIGTERM keeps its default: a fit the launcher runs is its own process, which checkpoints.
+    command_line("aunet.launch", errors, catch_sigterm=False)(lambda: _run(argv))()
+
+
+def _run(argv: list[str] | None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
     args = build_parser().parse_args(own)
-    try:
-        if args.command == "train":
-            train(args.exp, args.data, args.fold, args.fan, args.resume, extra)
-        elif args.command == "cv":
-            plan = plan_cross_validation(args.exp, args.data, args.fan, args.checkpoint, extra)
-            if args.launch == "local":
-                cross_validate_locally(plan)
-            else:
-                submit_to_slurm(plan, shlex.split(args.sbatch), shlex.split(args.sbatch_fold))
-        elif args.command == "cv-fold":
-            slurm_fold(args.plan, args.task)
-        elif args.command == "cv-predict":
-            plan = cv.CVPlan.load(args.plan)
-            cv.run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
-        elif args.command == "cv-report":
-            report(cv.CVPlan.load(args.plan))
-        elif args.command == "table":
-            table(args.data, args.exps, args.launch, args.fan, args.checkpoint, extra,
-                  shlex.split(args.sbatch), shlex.split(args.sbatch_fold))  # fmt: skip
-        elif args.command == "table-report":
-            write_table(args.data, tables.order_experiments(args.exps), extra)
-        elif args.command == "robustness":
-            robustness_study(args.exp, args.data, args.ckpt, args.fan, args.levels, args.noise,
-                             args.seed, args.every, extra)  # fmt: skip
+    if args.command == "train":
+        train(args.exp, args.data, args.fold, args.fan, args.resume, extra)
+    elif args.command == "cv":
+        plan = plan_cross_validation(args.exp, args.data, args.fan, args.checkpoint, extra)
+        if args.launch == "local":
+            cross_validate_locally(plan)
         else:
-            pretrain_fan(args.data, extra)
-    except (
-        LaunchError,
-        cv.CVError,
-        tables.TableError,
-        robustness.RobustnessError,
-        CheckpointError,
-    ) as error:
-        raise SystemExit(f"error: {error}") from None
+            submit_to_slurm(plan, shlex.split(args.sbatch), shlex.split(args.sbatch_fold))
+    elif args.command == "cv-fold":
+        slurm_fold(args.plan, args.task)
+    elif args.command == "cv-predict":
+        plan = cv.CVPlan.load(args.plan)
+        cv.run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
+    elif args.command == "cv-report":
+        report(cv.CVPlan.load(args.plan))
+    elif args.command == "table":
+        table(args.data, args.exps, args.launch, args.fan, args.checkpoint, extra,
+              shlex.split(args.sbatch), shlex.split(args.sbatch_fold))  # fmt: skip
+    elif args.command == "table-report":
+        write_table(args.data, tables.order_experiments(args.exps), extra)
+    elif args.command == "robustness":
+        robustness_study(args.exp, args.data, args.ckpt, args.fan, args.levels, args.noise,
+                         args.seed, args.every, extra)  # fmt: skip
+    else:
+        pretrain_fan(args.data, extra)
 
 
 if __name__ == "__main__":

@@ -519,24 +519,30 @@ def test_hdf5_edited_after_it_was_written(store, tmp_path, value):
 # Configuration
 
 
-def launch_error(monkeypatch, tmp_path: Path, *argv: str) -> str:
-    """``python -m aunet.launch ...`` from the repository, with runs/ in ``tmp_path``."""
+def launch_error(capsys, monkeypatch, tmp_path: Path, *argv: str) -> str:
+    """``python -m aunet.launch ...`` from the repository, with runs/ in ``tmp_path``: its one
+    line (status 2), without its prefix."""
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(launch, "RUNS", tmp_path / "runs")
     with pytest.raises(SystemExit) as error:
         launch.main(list(argv))
-    return str(error.value.code)
+    assert error.value.code == 2
+    line = capsys.readouterr().err
+    assert line.startswith("aunet.launch: error: ") and line.count("\n") == 1
+    return line.strip().removeprefix("aunet.launch: error: ")
 
 
-def test_unknown_experiment(monkeypatch, tmp_path):
-    message = launch_error(monkeypatch, tmp_path, "train", "--exp", "reparm", "--data", "disfa")
+def test_unknown_experiment(capsys, monkeypatch, tmp_path):
+    argv = ("train", "--exp", "reparm", "--data", "disfa")
+    message = launch_error(capsys, monkeypatch, tmp_path, *argv)
     known = [name for name in launch.experiment_names() if name != "fan"]
     expect("E22", message, experiments=", ".join(known))
     assert not (tmp_path / "runs").exists()
 
 
-def test_unknown_dataset(monkeypatch, tmp_path):
-    message = launch_error(monkeypatch, tmp_path, "train", "--exp", "reparam", "--data", "disfaa")
+def test_unknown_dataset(capsys, monkeypatch, tmp_path):
+    argv = ("train", "--exp", "reparam", "--data", "disfaa")
+    message = launch_error(capsys, monkeypatch, tmp_path, *argv)
     expect("E23", message, datasets=", ".join(launch.dataset_names()))
     assert not (tmp_path / "runs").exists()
 
@@ -615,9 +621,9 @@ def test_image_size_the_network_cannot_take(store, fan_file, tmp_path):
     expect("E48", str(error.value), size=50, strategy="scratch", depth=4, multiple=64, nearest="64")
 
 
-def test_nothing_to_resume(monkeypatch, tmp_path):
+def test_nothing_to_resume(capsys, monkeypatch, tmp_path):
     argv = ("train", "--exp", "adapt", "--data", "disfa", "--fold", "2", "--resume")
-    message = launch_error(monkeypatch, tmp_path, *argv)
+    message = launch_error(capsys, monkeypatch, tmp_path, *argv)
     expect("E29", message, root=tmp_path / "runs" / "adapt" / "disfa" / "fold2")
 
 
