@@ -31,6 +31,7 @@ import contextlib
 import csv
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -206,11 +207,37 @@ def atomic_output(target: Path) -> Iterator[Path]:
     os.replace(temporary, target)
 
 
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` whose files move into it on success.
+
+    A failed or interrupted run removes the temporary folder, so ``target`` never holds a
+    run's first frames only. ``target`` may exist; its other files stay.
+
+    Raises:
+        InputError: ``target`` is a file.
+    """
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target}: is a file; expected a folder for the overlay PNGs")
+    temporary = target.parent / f".{target.name}.partial{os.getpid()}"
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    target.mkdir(exist_ok=True)
+    for image in sorted(temporary.iterdir()):
+        os.replace(image, target / image.name)
+    temporary.rmdir()
+
+
 class OverlaySink:
     """Overlay images to a video (``.mp4``: mp4v, ``.avi``: MJPG) or to numbered PNGs in a folder.
 
     Args:
-        path: the video file (already a temporary name, see :func:`atomic_output`) or folder.
+        path: the video file or the folder, each a temporary one (:func:`atomic_output`,
+            :func:`atomic_folder`).
         fps: frame rate of a video.
     """
 
@@ -468,6 +495,8 @@ def predict(
             overlay = Path(overlay)
             if overlay.suffix.lower() in OVERLAY_CODECS:
                 overlay = stack.enter_context(atomic_output(overlay))
+            else:
+                overlay = stack.enter_context(atomic_folder(overlay))
             fps = next((video_fps(s.path) for s in sources if s.is_video), DEFAULT_FPS)
             sink = stack.enter_context(OverlaySink(overlay, fps))
         batch = _Batch(predictor, layout, writer.writerow, sink, stopwatch)

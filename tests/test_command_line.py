@@ -103,7 +103,8 @@ def test_a_fit_input_error_through_the_aunet_command(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_sigterm_during_predict_removes_its_partial_outputs(tmp_path):
+@pytest.mark.parametrize("overlay", ["overlay.avi", "overlay_pngs"])
+def test_sigterm_during_predict_removes_its_partial_outputs(tmp_path, overlay):
     video = tmp_path / "long.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
     for n in range(2000):
@@ -114,7 +115,7 @@ def test_sigterm_during_predict_removes_its_partial_outputs(tmp_path):
     out.mkdir()
     command = [sys.executable, "-c", "from aunet.predict import predict_command; "
                "predict_command()", str(video), "--ckpt", str(checkpoint),
-               "--out", str(out / "long.csv"), "--overlay", str(out / "overlay.avi"),
+               "--out", str(out / "long.csv"), "--overlay", str(out / overlay),
                "--no-progress"]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})  # fmt: skip
