@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import yaml
 
+from aunet.bootstrap import DEFAULT_SETTINGS, BootstrapSettings, format_interval, intervals
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import (
     CHECKPOINT_FOLDER,
@@ -526,21 +527,31 @@ def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
             f"on the {report['frames']} frames of the official `{partition}` partition (the "
             "test partition, or devel where the store has none), predicted by one model."
         )
+    bounds = report["intervals"]
+    settings = bounds["bootstrap"]
     lines = [
         f"# {plan.experiment} on {plan.dataset}: cross-validation report",
         "",
         f"ICC(3,1) and MSE per AU (Sec. 5.2) {scope}",
         f"Checkpoint: `{plan.checkpoint}`.",
         "",
-        "| AU | ICC | MSE |",
-        "|---|---:|---:|",
+        f"Intervals: {settings['level']:.0%} percentile intervals from a bootstrap over the "
+        f"{settings['subjects']} subjects ({settings['resamples']} resamples, seed "
+        f"{settings['seed']}; docs/experiments.md), n/a where the statistic is undefined in "
+        "many resamples.",
+        "",
+        "| AU | ICC | ICC interval | MSE | MSE interval |",
+        "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {au} | {_format(report['icc'][au])} | {_format(report['mse'][au])} |"
+        f"| {au} | {_format(report['icc'][au])} | {format_interval(bounds['icc'][au])} "
+        f"| {_format(report['mse'][au])} | {format_interval(bounds['mse'][au])} |"
         for au in report["icc"]
     ]
     lines += [
-        f"| **mean** | **{_format(report['icc_mean'])}** | **{_format(report['mse_mean'])}** |",
+        f"| **mean** | **{_format(report['icc_mean'])}** | "
+        f"{format_interval(bounds['icc_mean'])} | **{_format(report['mse_mean'])}** | "
+        f"{format_interval(bounds['mse_mean'])} |",
         "",
         "![ICC and MSE per AU](per_au.png)",
         "",
@@ -579,12 +590,13 @@ def plot_per_au(path: Path, report: dict[str, Any], title: str) -> Path:
     return save_figure(figure, path, title)
 
 
-def make_report(plan: CVPlan) -> dict[str, Any]:
+def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """Aggregate every run's predictions, score them, and write the report files.
 
     Writes ``predictions.csv``, ``report.json``, ``report.md`` and ``per_au.png`` in
     :attr:`CVPlan.folder`; the report is computed from ``predictions.csv`` as written, so it
-    equals :func:`aunet.metrics.icc` on that file.
+    equals :func:`aunet.metrics.icc` on that file. Every figure has its subject-bootstrap
+    interval (``report["intervals"]``, :func:`aunet.bootstrap.intervals`).
 
     Raises:
         CVError: naming the run, when a run has not finished.
@@ -602,6 +614,7 @@ def make_report(plan: CVPlan) -> dict[str, Any]:
     write_predictions(target, Predictions.concatenate(parts))
     predictions = read_predictions(target)
     report = score(predictions)
+    report["intervals"] = intervals(predictions, bootstrap)
     report.update(
         experiment=plan.experiment,
         dataset=plan.dataset,
@@ -634,7 +647,8 @@ def log_report_to_wandb(
     """Log the report to W&B as run ``<experiment>-<dataset>-cv`` in the folds' group.
 
     The run holds the per-AU table (``cv/per_au``), the bar chart, and every value in its
-    summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``), so the W&B group of the
+    summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``, and the means' intervals
+    ``cv/icc_mean_low``/``_high``, ``cv/mse_mean_low``/``_high``), so the W&B group of the
     fold runs shows the cross-validated figures beside them. Its id is kept in
     ``<cv folder>/wandb_id``: re-making the report updates the same run.
 
@@ -676,6 +690,9 @@ def log_report_to_wandb(
         f"cv/{name}/{au}": value for name in ("icc", "mse") for au, value in report[name].items()
     }
     summary.update({f"cv/{key}": report[key] for key in ("icc_mean", "mse_mean", "frames")})
+    for key in ("icc_mean", "mse_mean"):  # the subject-bootstrap interval, for error bars
+        low, high = report["intervals"][key] or (None, None)
+        summary.update({f"cv/{key}_low": low, f"cv/{key}_high": high})
     run.summary.update(summary)
     directory = run.dir
     run.finish()

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from aunet import cv, progress, robustness, shipped_fan, tables
+from aunet.bootstrap import format_interval
 from aunet.data import synthetic
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.guards import command_line
@@ -429,6 +430,9 @@ def report(plan: cv.CVPlan) -> dict:
     for au in result["icc"]:
         print(f"  {au:<6} ICC {_number(result['icc'][au])}  MSE {_number(result['mse'][au])}")
     print(f"  {'mean':<6} ICC {_number(result['icc_mean'])}  MSE {_number(result['mse_mean'])}")
+    bounds = result["intervals"]
+    print(f"  95% intervals over subjects: ICC {format_interval(bounds['icc_mean'])}, "
+          f"MSE {format_interval(bounds['mse_mean'])}")  # fmt: skip
     return result
 
 

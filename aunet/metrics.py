@@ -35,7 +35,17 @@ from torchmetrics import Metric
 # as float64 round-off of the centring: such a column has no defined ICC.
 _ZERO_VARIANCE = 1e-12
 
-__all__ = ["ICC", "MSE", "icc", "icc_from_ratings", "mse"]
+__all__ = [
+    "ICC",
+    "MSE",
+    "icc",
+    "icc_from_ratings",
+    "icc_from_statistics",
+    "icc_statistics",
+    "mse",
+    "mse_from_statistics",
+    "mse_statistics",
+]
 
 
 def _as_columns(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,6 +109,21 @@ def icc(preds: Tensor, target: Tensor) -> Tensor:
     return _icc_compute(*_icc_update(torch.stack((preds, target), dim=-1), ~target.isnan()))
 
 
+def icc_statistics(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The sufficient statistics of :func:`icc`: they add up over frames (and subjects).
+
+    Returns:
+        ``(count, sums, gram)``: K, K x 2 and K x 2 x 2 float64 (predictions, then targets).
+    """
+    preds, target = _as_columns(preds, target)
+    return _icc_update(torch.stack((preds, target), dim=-1), ~target.isnan())
+
+
+def icc_from_statistics(count: Tensor, sums: Tensor, gram: Tensor) -> Tensor:
+    """ICC(3,1) per column from (sums of) :func:`icc_statistics`; leading dimensions batch."""
+    return _icc_compute(count, sums, gram)
+
+
 def icc_from_ratings(ratings: Tensor) -> Tensor:
     """ICC(3,1) of ``n`` targets rated by ``k`` judges: an n x k matrix, no missing values.
 
@@ -141,6 +166,16 @@ def mse(preds: Tensor, target: Tensor) -> Tensor:
     """
     preds, target = _as_columns(preds, target)
     return _mse_compute(*_mse_update(preds, target))
+
+
+def mse_statistics(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """The sufficient statistics of :func:`mse`: per column, squared errors and known targets."""
+    return _mse_update(*_as_columns(preds, target))
+
+
+def mse_from_statistics(sum_squared: Tensor, count: Tensor) -> Tensor:
+    """MSE per column from (sums of) :func:`mse_statistics`."""
+    return _mse_compute(sum_squared, count)
 
 
 class _PerColumnMetric(Metric):

@@ -25,7 +25,11 @@ Files, in ``runs/tables/<dataset>/``:
   (<table>)`` for each of the paper's tables shown), ``block`` (``icc``, ``mse``, ``rmse``),
   ``experiment`` (for the paper's other works, their printed name), ``method``, the AU columns,
   ``avg``, ``best_in``
-  (the columns where the row is best within its source and block, space-separated), ``params``,
+  (the columns where the row is best within its source and block, space-separated),
+  ``avg_low`` and ``avg_high`` (the average's 95% subject-bootstrap interval), in the ICC block
+  ``vs_best``, ``vs_best_low``, ``vs_best_high`` (the row's average ICC minus the best row's,
+  paired over the same resamples of subjects, and its interval) and ``differs_from_best``
+  (1 when that interval excludes 0), ``params``,
   ``trainable_params``, ``gflops``, ``image_size`` (the side GFLOPs are counted at), ``fan`` (the
   FAN layout of the row's network); unrounded values, empty cells for unknown ones;
 - ``table.png``: grouped bar charts of ICC and MSE per AU, one bar per method.
@@ -49,6 +53,12 @@ import numpy as np
 import torch
 
 from aunet import cv
+from aunet.bootstrap import (
+    DEFAULT_SETTINGS,
+    BootstrapSettings,
+    format_interval,
+    paired_difference,
+)
 from aunet.data.folds import FOLD_DATASETS
 from aunet.models import Complexity, fan_layout_name, fan_of, measure
 from aunet.paper_results import (
@@ -139,6 +149,9 @@ class MethodResults:
         checkpoint: which checkpoint of each run predicted (``last`` or ``best``).
         partition: what was scored, as :attr:`aunet.paper_results.PaperTable.partition`
             (``folds``, ``devel``, ``test``); None where the report does not say.
+        intervals: ``icc`` and ``mse`` -> the subject-bootstrap interval of the average
+            (:mod:`aunet.bootstrap`); None where the report has none.
+        predictions: the scored ``predictions.csv``, for paired comparisons; None if absent.
     """
 
     experiment: str
@@ -151,6 +164,8 @@ class MethodResults:
     run_dirs: tuple[str, ...] = ()
     checkpoint: cv.Checkpoint = "last"
     partition: str | None = None
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)
+    predictions: Path | None = None
 
     def block(self, name: str) -> dict[str, float | None]:
         """The values of block ``name`` (``icc``, ``mse`` or ``rmse``)."""
@@ -196,6 +211,8 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         run_dirs = tuple(str(run["run_dir"]) for run in runs)
         partition = _scored_partition([str(run.get("held_out", "")) for run in runs])
         checkpoint = report.get("checkpoint", "last")
+        bounds = report.get("intervals") or {}  # reports made before intervals have none
+        intervals = {metric: bounds.get(f"{metric}_mean") for metric in ("icc", "mse")}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
             f"{path}: not a cross-validation report ({error!r}); run `make cv EXP={experiment} "
@@ -203,6 +220,7 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         ) from None
     plan_path = path.with_name("plan.json")
     settings = " ".join(cv.CVPlan.load(plan_path).extra) if plan_path.exists() else ""
+    predictions = path.with_name("predictions.csv")
     return MethodResults(
         experiment,
         METHOD_NAMES[experiment],
@@ -214,7 +232,87 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         run_dirs,
         checkpoint,
         partition,
+        intervals,
+        predictions if predictions.exists() else None,
     )
+
+
+@dataclass(frozen=True)
+class PairedWithBest:
+    """The rows compared with the best one (:func:`paired_with_best`).
+
+    Args:
+        best: the experiment with the highest average ICC among rows with predictions.
+        against_best: experiment -> :func:`aunet.bootstrap.paired_difference` with the best.
+    """
+
+    best: str | None = None
+    against_best: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def paired_with_best(
+    results: Sequence[MethodResults], settings: BootstrapSettings = DEFAULT_SETTINGS
+) -> PairedWithBest:
+    """Each row's average ICC against the best row's, paired over a bootstrap of subjects.
+
+    The best is the highest average ICC among the rows with predictions; every other row with
+    predictions of the same subjects gets :func:`aunet.bootstrap.paired_difference` (its mean
+    ICC minus the best's: negative, with an interval that excludes 0 when the gap is more
+    than the luck of the subjects drawn).
+
+    """
+    scored = [r for r in results if r.predictions is not None and r.icc.get(AVERAGE) is not None]
+    if not scored:
+        return PairedWithBest()
+    best = max(scored, key=lambda r: r.icc[AVERAGE])
+    reference = cv.read_predictions(best.predictions)
+    comparisons = {}
+    for result in scored:
+        if result is best:
+            continue
+        try:
+            comparisons[result.experiment] = paired_difference(
+                cv.read_predictions(result.predictions), reference, settings
+            )
+        except ValueError:  # other subjects or AUs: not comparable frame for frame
+            continue
+    return PairedWithBest(best.experiment, comparisons)
+
+
+def _confidence_section(
+    results: Sequence[MethodResults], paired: PairedWithBest, digits: int
+) -> list[str]:
+    """How sure each average is, and whether each row differs from the best beyond luck."""
+    rows = []
+    for r in results:
+        against = paired.against_best.get(r.experiment)
+        if r.experiment == paired.best:
+            gap, gap_interval, differs = "(best)", "", ""
+        elif against is None:
+            gap, gap_interval, differs = "n/a", "", ""
+        else:
+            gap = _number(against["difference"], digits + 1)
+            gap_interval = format_interval(against["interval"], digits + 1)
+            differs = "yes" if against["excludes_zero"] else "no"
+        rows.append([
+            r.method, _number(r.icc.get(AVERAGE), digits),
+            format_interval(r.intervals.get("icc"), digits), _number(r.mse.get(AVERAGE), digits),
+            format_interval(r.intervals.get("mse"), digits), gap, gap_interval, differs,
+        ])  # fmt: skip
+    header = ["Method", "ICC Avg.", "95% interval", "MSE Avg.", "95% interval",
+              "ICC Avg. - best's", "95% interval", "Differs from the best"]  # fmt: skip
+    return [
+        "## How sure: intervals and the paired comparison",
+        "",
+        "95% intervals from a bootstrap over subjects (frames of one subject are not "
+        "independent; docs/experiments.md), from each report. The last columns compare each "
+        'row with the best average ICC on the same resamples of subjects: "yes" where the '
+        "interval of the difference excludes 0. n/a: a report made before intervals, or no "
+        "predictions of the same subjects.",
+        "",
+        markdown_table(header, rows, right=1),
+        "",
+    ]
 
 
 def paper_results(table: PaperTable) -> list[MethodResults]:
@@ -464,8 +562,9 @@ def render_markdown(
     missing: Sequence[str] = (),
     digits: int = 2,
     comparisons: Sequence[PaperTable] = (),
+    paired: PairedWithBest = PairedWithBest(),
 ) -> str:
-    """The whole ``table.md``: Table 2 layout, Table 5 layout, the paper's tables, the settings."""
+    """The whole ``table.md``: Table 2's layout, intervals, Table 5's, the paper's, settings."""
     blocks = table_blocks(dataset)
     rmse = (
         " RMSE is the square root of each AU's MSE, as the paper's FERA2017 errors (Sec. 7.3); "
@@ -485,6 +584,7 @@ def render_markdown(
         "",
         "![ICC and MSE per AU and method](table.png)",
         "",
+        *_confidence_section(results, paired, digits),
     ]
     if missing:
         lines += [f"Not run yet (no report): {', '.join(missing)}.", ""]
@@ -610,6 +710,7 @@ def csv_rows(
     digits: int = 2,
     blocks: Sequence[str] = ("icc", "mse"),
     comparisons: Sequence[PaperTable] = (),
+    paired: PairedWithBest = PairedWithBest(),
 ) -> list[dict[str, Any]]:
     """The rows of ``table.csv`` (see the module docstring): aunet's, then each paper table's."""
     columns = [*au_names, AVERAGE]
@@ -630,10 +731,26 @@ def csv_rows(
                         "method": result.method,
                         **{c: result.block(block).get(c) for c in columns},
                         "best_in": " ".join(c for c in columns if result.experiment in best[c]),
+                        **_interval_cells(result, block, paired),
                         **_complexity_cells(model),
                     }
                 )
     return rows
+
+
+def _interval_cells(result: MethodResults, block: str, paired: PairedWithBest) -> dict[str, Any]:
+    """The interval columns of a CSV row: the average's, and in the ICC block the comparison."""
+    interval = result.intervals.get(block) or (None, None)
+    against = paired.against_best.get(result.experiment) if block == "icc" else None
+    gap = against["interval"] if against and against["interval"] else (None, None)
+    return {
+        "avg_low": interval[0],
+        "avg_high": interval[1],
+        "vs_best": against["difference"] if against else None,
+        "vs_best_low": gap[0],
+        "vs_best_high": gap[1],
+        "differs_from_best": (int(against["excludes_zero"]) if against else None),
+    }
 
 
 def _complexity_cells(model: RowModel) -> dict[str, Any]:
@@ -739,11 +856,16 @@ def build_table(
     comparisons = paper_comparisons(dataset)
     folder = table_folder(dataset, out_root)
     markdown = folder / "table.md"
+    paired = paired_with_best(results)
     with cv.atomic_path(markdown) as temporary:
         temporary.write_text(
-            render_markdown(dataset, results, au_names, models, paper, missing, digits, comparisons)
+            render_markdown(
+                dataset, results, au_names, models, paper, missing, digits, comparisons, paired
+            )
         )
-    rows = csv_rows(results, au_names, models, paper, digits, table_blocks(dataset), comparisons)
+    rows = csv_rows(
+        results, au_names, models, paper, digits, table_blocks(dataset), comparisons, paired
+    )
     title = f"aunet on {dataset}: ICC and MSE per AU ({len(results)} methods)"
     return TableFiles(
         folder,

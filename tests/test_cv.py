@@ -14,6 +14,7 @@ from checkpoint_factories import make_command, run_make, tiny_disfa_project, unt
 
 from aunet import cv
 from aunet.aus import DATASET_AUS
+from aunet.bootstrap import BootstrapSettings, intervals
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
@@ -126,6 +127,21 @@ def test_report_markdown_plot_and_json_are_written(plan):
     assert "not as a mean of fold scores" in markdown
     assert (plan.folder / "per_au.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(plan.folder.glob(".*"))  # no temporary files left behind
+
+
+def test_report_gives_subject_bootstrap_intervals_of_the_pooled_predictions(plan):
+    plan, _ = plan
+    report = cv.make_report(plan, BootstrapSettings(resamples=200, seed=4))
+    written = json.loads((plan.folder / "report.json").read_text())["intervals"]
+    predictions = cv.read_predictions(plan.folder / "predictions.csv")
+    expected = intervals(predictions, BootstrapSettings(resamples=200, seed=4))
+    assert written == json.loads(json.dumps(expected))
+    assert written["bootstrap"]["subjects"] == len(set(predictions.subject))
+    low, high = written["icc_mean"]
+    assert low <= report["icc_mean"] <= high
+    markdown = (plan.folder / "report.md").read_text()
+    assert f"| **mean** | **{report['icc_mean']:.3f}** | [{low:.3f}, {high:.3f}] |" in markdown
+    assert "bootstrap over the" in markdown and "200 resamples, seed 4" in markdown
 
 
 def test_a_missing_run_stops_the_report_naming_it(plan):
@@ -282,6 +298,8 @@ def test_make_cv_locally_end_to_end_and_a_rerun_only_does_what_is_missing(tmp_pa
     reported = [report["icc"][au] for au in predictions.au_names]
     np.testing.assert_array_equal(pooled.numpy(), [math.nan if v is None else v for v in reported])
     assert list((folder / "wandb").glob("offline-run-*"))
+    assert report["intervals"]["bootstrap"]["subjects"] == len(DISFA_SUBJECTS)
+    assert "95% intervals over subjects: ICC [" in first.stdout
     plan = cv.CVPlan.load(folder / "plan.json")
     checkpoints = [Path(tmp_path, t.run_dir, "checkpoints", "last.ckpt") for t in plan.tasks]
     stamps = [path.stat().st_mtime for path in checkpoints]

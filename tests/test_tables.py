@@ -14,6 +14,7 @@ from torch import nn
 
 from aunet import cv, launch, tables
 from aunet.aus import DATASET_AUS
+from aunet.bootstrap import BootstrapSettings, intervals
 from aunet.models import FANConfig
 from aunet.paper_results import (
     AVERAGE,
@@ -188,8 +189,10 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     with files.csv.open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["source", "block", "experiment", "method", *AUS, "avg", "best_in",
-                             "params", "trainable_params", "gflops", "image_size",
-                             "fan"]  # fmt: skip
+                             "avg_low", "avg_high", "vs_best", "vs_best_low", "vs_best_high",
+                             "differs_from_best", "params", "trainable_params", "gflops",
+                             "image_size", "fan"]  # fmt: skip
+    assert {row["avg_low"] for row in rows} == {""}  # these reports predate intervals
     ours = [row for row in rows if row["source"] == "aunet"]
     assert [(row["block"], row["experiment"]) for row in ours] == [
         (block, name) for block in ("icc", "mse") for name in ("scratch", "reparam", "adapt")
@@ -214,6 +217,49 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     assert paper[14]["method"] == "2DC [53]*" and paper[14]["AU01"] == "0.7"
     assert files.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(files.folder.glob(".*"))  # no temporary files left
+
+
+def scored_report(root: Path, experiment: str, true: np.ndarray, pred: np.ndarray) -> None:
+    """A report.json with intervals and its predictions.csv, as `make cv` writes them."""
+    subjects = np.repeat([f"SN{i:03d}" for i in range(1, 13)], len(true) // 12)
+    predictions = cv.Predictions(AUS, subjects.astype(object), np.arange(len(true)),
+                                 np.full(len(true), "1", dtype=object), true, pred)  # fmt: skip
+    folder = cv.cv_folder(experiment, "disfa", root)
+    folder.mkdir(parents=True)
+    cv.write_predictions(folder / "predictions.csv", predictions)
+    report = cv.score(predictions)
+    report.update(intervals=intervals(predictions, BootstrapSettings(resamples=300)),
+                  checkpoint="last", runs=[])  # fmt: skip
+    (folder / "report.json").write_text(json.dumps(report))
+
+
+def test_table_gives_intervals_and_tells_which_rows_differ_from_the_best(tmp_path):
+    rng = np.random.default_rng(0)
+    level = np.repeat(rng.uniform(0, 4, 12), 30)[:, None]
+    true = np.clip(level + rng.normal(0, 0.7, (360, 3)), 0, 5)
+    good = true + rng.normal(0, 0.4, true.shape)
+    scored_report(tmp_path, "adapt", true, good)
+    scored_report(tmp_path, "scratch", true, good + rng.normal(0, 0.05, true.shape))  # a tie
+    scored_report(tmp_path, "reparam", true, true + rng.normal(0, 2.0, true.shape))  # far worse
+    files = tables.build_table("disfa", ["scratch", "reparam", "adapt"], cv_root=tmp_path,
+                               out_root=tmp_path / "tables")  # fmt: skip
+    section = table_lines(files.markdown.read_text(), "| Method | ICC Avg. | 95% interval")
+    rows = {cells(line)[0]: cells(line) for line in section[2:]}
+    best = next(name for name, row in rows.items() if row[5] == "(best)")
+    assert {name: row[7] for name, row in rows.items() if name != best} == {
+        next(n for n in rows if n.startswith("Reparam")): "yes",
+        **{n: "no" for n in rows if n != best and not n.startswith("Reparam")},
+    }
+    for row in rows.values():  # each average lies in its own interval
+        low, high = (float(v) for v in row[2].strip("[]").split(","))
+        assert low <= float(row[1]) <= high
+    with files.csv.open(newline="") as file:
+        icc_rows = [
+            r for r in csv.DictReader(file) if r["source"] == "aunet" and r["block"] == "icc"
+        ]
+    reparam = next(r for r in icc_rows if r["experiment"] == "reparam")
+    assert reparam["differs_from_best"] == "1" and float(reparam["vs_best_high"]) < 0
+    assert float(reparam["avg_low"]) <= float(reparam["avg"]) <= float(reparam["avg_high"])
 
 
 def test_each_row_is_counted_on_its_own_network_at_its_own_size_once(tmp_path, monkeypatch):
