@@ -31,9 +31,14 @@ scaled by each level, so every level perturbs every frame in the same direction,
 curve does not depend on the batch size, the worker count or which other frames are evaluated.
 Level 0 is the plain evaluation exactly (no resampling).
 
+Each level's means have a 95% interval from a bootstrap over the held-out subjects
+(:mod:`aunet.bootstrap`).
+
 Outputs (``runs/robustness/<experiment>-<dataset>/``): ``robustness.csv`` (one row per level:
-``noise_px``, ``noise_store_px``, ``frames``, ``icc_mean``, ``mse_mean``, then ``icc_<AU>`` and
-``mse_<AU>``), ``robustness.png`` (ICC and MSE against the noise) and ``robustness.md``.
+``noise_px``, ``noise_store_px``, ``frames``, ``icc_mean``, ``mse_mean``, ``icc_mean_low``,
+``icc_mean_high``, ``mse_mean_low``, ``mse_mean_high``, then ``icc_<AU>`` and ``mse_<AU>``),
+``robustness.png`` (ICC and MSE against the noise, the means' intervals shaded) and
+``robustness.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from aunet import cv
+from aunet.bootstrap import DEFAULT_SETTINGS, format_interval, intervals
 from aunet.data.augment import Resize
 from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
@@ -317,7 +323,8 @@ def robustness_curve(
 
     Returns:
         Per level, :func:`aunet.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``, ``mse_mean``,
-        ``frames``) with ``noise_px`` and ``noise_store_px`` added.
+        ``frames``) with ``noise_px``, ``noise_store_px`` and ``intervals``
+        (:func:`aunet.bootstrap.intervals`) added.
     """
     from aunet.inference import load_module
 
@@ -338,7 +345,11 @@ def robustness_curve(
     for level in levels:
         predictions = predict_perturbed(model, frames, level, mode, seed, device, anchors)
         result = cv.score(predictions)
-        result.update(noise_px=float(level), noise_store_px=level * side / REFERENCE_SIDE)
+        result.update(
+            noise_px=float(level),
+            noise_store_px=level * side / REFERENCE_SIDE,
+            intervals=intervals(predictions, DEFAULT_SETTINGS),
+        )
         print(
             f"noise {level:5.1f} px: ICC {_text(result['icc_mean'])}  "
             f"MSE {_text(result['mse_mean'])}",
@@ -360,6 +371,7 @@ def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
     """``robustness.csv``: one row per level (columns in the module docstring). Atomic."""
     au_names = list(curve[0]["icc"])
     header = ["noise_px", "noise_store_px", "frames", "icc_mean", "mse_mean"]
+    header += [f"{mean}_{end}" for mean in ("icc_mean", "mse_mean") for end in ("low", "high")]
     header += [f"{metric}_{au}" for metric in ("icc", "mse") for au in au_names]
     with cv.atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
@@ -367,6 +379,8 @@ def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
         for point in curve:
             values = [point["noise_px"], point["noise_store_px"], point["frames"]]
             values += [point["icc_mean"], point["mse_mean"]]
+            for mean in ("icc_mean", "mse_mean"):
+                values += point["intervals"][mean] or [None, None]
             values += [point[metric][au] for metric in ("icc", "mse") for au in au_names]
             writer.writerow(["" if value is None else value for value in values])
     return path
@@ -384,6 +398,9 @@ def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
             axis.plot(noise, values, color="grey", alpha=0.35, linewidth=0.8)
         means = [np.nan if p[f"{metric}_mean"] is None else p[f"{metric}_mean"] for p in curve]
         axis.plot(noise, means, color="tab:blue", marker="o", linewidth=2, label="mean over AUs")
+        bands = [p["intervals"][f"{metric}_mean"] or (np.nan, np.nan) for p in curve]
+        axis.fill_between(noise, [b[0] for b in bands], [b[1] for b in bands], color="tab:blue",
+                          alpha=0.15, label="95% interval over subjects")  # fmt: skip
         axis.axvline(BMVC_STABLE_UP_TO, color="tab:red", linestyle="--", linewidth=1,
                      label=f"BMVC: stable up to ~{BMVC_STABLE_UP_TO:.0f} px")  # fmt: skip
         axis.set_xlabel("noise standard deviation (px at 256 x 256)")
@@ -391,6 +408,11 @@ def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return cv.save_figure(figure, path, title)
+
+
+#: The columns of ``robustness.md``.
+HEADER = ("Noise (px at 256)", "Noise (stored px)", "Frames", "ICC", "95% interval", "MSE",
+          "95% interval")  # fmt: skip
 
 
 def curve_markdown(
@@ -403,7 +425,9 @@ def curve_markdown(
             f"{p['noise_store_px']:.1f}",
             str(p["frames"]),
             _text(p["icc_mean"]),
+            format_interval(p["intervals"]["icc_mean"]),
             _text(p["mse_mean"]),
+            format_interval(p["intervals"]["mse_mean"]),
         ]
         for p in curve
     ]
@@ -412,11 +436,10 @@ def curve_markdown(
             "# Robustness to misalignment",
             "",
             f"Checkpoint `{checkpoint}`, its run's held-out frames; noise model `{mode}`, seed "
-            f"{seed} (see `aunet/robustness.py`). ICC(3,1) and MSE averaged over the AUs.",
+            f"{seed} (see `aunet/robustness.py`). ICC(3,1) and MSE averaged over the AUs, with "
+            "95% intervals from a bootstrap over the held-out subjects (docs/experiments.md).",
             "",
-            markdown_table(
-                ["Noise (px at 256)", "Noise (stored px)", "Frames", "ICC", "MSE"], rows, right=0
-            ),
+            markdown_table(HEADER, rows, right=0),
             "",
             "![ICC and MSE against the noise](robustness.png)",
             "",

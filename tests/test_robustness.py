@@ -97,8 +97,15 @@ def test_study_writes_the_csv_plot_and_markdown(tmp_path):
         rows = list(csv.DictReader(file))
     assert [float(row["noise_px"]) for row in rows] == [0.0, 10.0]
     assert int(rows[0]["frames"]) == 9  # every other held-out frame
-    assert list(rows[0])[5:7] == ["icc_AU01", "icc_AU02"] and list(rows[0])[-1] == "mse_AU26"
+    assert list(rows[0])[5:9] == ["icc_mean_low", "icc_mean_high", "mse_mean_low", "mse_mean_high"]
+    assert list(rows[0])[9:11] == ["icc_AU01", "icc_AU02"] and list(rows[0])[-1] == "mse_AU26"
     assert float(rows[1]["mse_mean"]) == pytest.approx(curve[1]["mse_mean"])
+    for row, point in zip(rows, curve, strict=True):  # each level's interval, over subjects
+        low, high = point["intervals"]["mse_mean"]
+        written = (float(row["mse_mean_low"]), float(row["mse_mean_high"]))
+        assert written == pytest.approx((low, high))
+        assert low <= point["mse_mean"] <= high
+        assert point["intervals"]["bootstrap"]["subjects"] == 9  # fold 3's held-out subjects
     assert (folder / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "noise model `box`" in (folder / "robustness.md").read_text()
 
