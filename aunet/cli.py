@@ -248,9 +248,14 @@ class AUNetCLI(LightningCLI):
         # Plain values (paths as text), as stored in checkpoints and compared on resume.
         self.given_config = json.loads(json.dumps(config.clone().as_dict(), default=str))
         checkpoint = config.get("ckpt_path")
+        folder = config.get("run", {}).get("dir")
+        if checkpoint == "last" and folder:  # Lightning's "last": the run folder's last.ckpt
+            checkpoint = str(Path(folder) / CHECKPOINT_FOLDER / LAST_CHECKPOINT)
         if checkpoint and Path(checkpoint).is_file():
             state = AtomicCheckpointIO().load_checkpoint(checkpoint)
             check_model_class(checkpoint, state)
+            if subcommand != "fit":  # validate/test/predict evaluate it: nothing is resumed
+                return
             allow = bool(config.get("run", {}).get("allow_config_change"))
             saved = state.get(CONFIG_IN_CHECKPOINT)
             for line in compare_resume_config(checkpoint, saved, self.given_config, allow):

@@ -762,6 +762,15 @@ def test_resume_with_a_changed_config(store, fan_file, trained, tmp_path, caplog
     changes = f"data.batch_size 8 -> 4; model.init_args.lr {lr!r} -> {lr * 2!r}"
     expect("E45", str(error.value), path=trained, changes=changes)
     assert not run_dir.exists()
+    # Lightning's "last" names the same file when the run folder is given.
+    before = sorted(trained.parent.iterdir())
+    with pytest.raises(ResumeConfigError):
+        aunet_main(fit_args(store, fan_file, trained.parents[1], *resume[:4],
+                            "--ckpt_path", "last", "--data.batch_size", "4"))  # fmt: skip
+    assert sorted(trained.parent.iterdir()) == before
+    # Evaluating a checkpoint resumes nothing: any batch size.
+    aunet_main(["validate", *fit_args(store, fan_file, tmp_path / "eval")[1:],
+                "--ckpt_path", str(trained), "--data.batch_size", "4"])  # fmt: skip
     # Allowed: the data change applies, the model's is said not to, the safe ones apply.
     aunet_main(fit_args(store, fan_file, run_dir, *resume, "--run.allow_config_change", "true"))
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resume: ")]
