@@ -2,7 +2,8 @@
 
 Usage::
 
-    aunet-predict INPUT... --ckpt CKPT --out FILE.csv [--overlay PATH] [--plot FILE.png]
+    aunet-predict INPUT... --ckpt CKPT --out FILE.csv|FOLDER [--overlay PATH] [--plot FILE.png]
+                  [--format openface|aunet] [--occurrence-threshold T] [--all-faces]
                   [--batch-size N] [--device auto|cpu|cuda] [--precision auto|32-true|bf16-mixed]
                   [--locations] [--margin M]
 
@@ -16,12 +17,12 @@ is the maximum of its map and its location the argmax (:mod:`aunet.inference`). 
 through -- decode, detect, crop, a batch of ``N`` frames, forward, write -- so memory does not
 grow with a video's length.
 
-The CSV (see ``docs/inference.md``) has OpenFace's columns ``frame, face_id, timestamp,
-confidence, success, AU01_r, ...``, one row per frame; ``--locations`` adds ``AU01_x, AU01_y, ...``
-(frame pixels), and an ``input`` column names each row's file unless the only input is one
-video. ``--overlay`` draws each frame's AU heatmaps over its face with the intensities written
-beside them (Fig. 7), as a video (``.mp4``/``.avi``) or a folder of PNGs; ``--plot`` draws every
-AU's intensity over time.
+The CSVs (:mod:`aunet.prediction_csv`, ``docs/inference.md``) are OpenFace 2.2's by default:
+``frame, face_id, timestamp, confidence, success``, every OpenFace AU's ``_r`` and ``_c``
+columns, one row per frame, one CSV per input (``--format aunet``: the model's AUs only, one
+CSV for all inputs with an ``input`` column). ``--overlay`` draws each frame's AU heatmaps over
+its face with the intensities written beside them (Fig. 7), as a video (``.mp4``/``.avi``) or a
+folder of PNGs; ``--plot`` draws every AU's intensity over time.
 """
 
 from __future__ import annotations
@@ -64,52 +65,18 @@ from aunet.inference import (
     resolve_device,
     video_fps,
 )
+from aunet.prediction_csv import (
+    FORMATS,
+    OCCURRENCE_THRESHOLD,
+    AunetLayout,
+    OpenFaceLayout,
+    csv_targets,
+)
 from aunet.training.precision import AUTO, BF16_MIXED, FLOAT32, choose_precision
 from aunet.visualise import au_panel, frame_overlay, plot_intensities
 
 #: Overlay videos: OpenCV codec per container.
 OVERLAY_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
-
-
-class CsvLayout:
-    """The CSV's columns and the formatting of a row.
-
-    Args:
-        au_names: the model's AUs.
-        locations: add ``AU01_x, AU01_y, ...`` (frame pixels).
-        with_input: add an ``input`` column naming each row's file.
-    """
-
-    def __init__(self, au_names: Sequence[str], locations: bool, with_input: bool) -> None:
-        self.au_names = tuple(au_names)
-        self.locations = locations
-        self.with_input = with_input
-
-    def header(self) -> list[str]:
-        """OpenFace's first five columns, ``AU01_r, ...``, then the optional ones."""
-        columns = ["frame", "face_id", "timestamp", "confidence", "success"]
-        columns += [f"{name}_r" for name in self.au_names]
-        if self.locations:
-            columns += [f"{name}_{axis}" for name in self.au_names for axis in "xy"]
-        return columns + (["input"] if self.with_input else [])
-
-    def row(
-        self,
-        frame: Frame,
-        face: Face | None,
-        intensities: np.ndarray | None,
-        locations: np.ndarray | None,
-    ) -> list[str]:
-        """One face's cells (a frame's, when no face was found: AU cells empty)."""
-        k = len(self.au_names)
-        face_id = face.face_id if face is not None else 0
-        cells = [str(frame.number), str(face_id), f"{frame.timestamp:.3f}"]
-        cells += [f"{face.confidence:.2f}", "1"] if face is not None else ["0.00", "0"]
-        cells += [f"{v:.3f}" for v in intensities] if intensities is not None else [""] * k
-        if self.locations:
-            points = locations.reshape(-1) if locations is not None else np.full(2 * k, np.nan)
-            cells += [f"{v:.1f}" if np.isfinite(v) else "" for v in points]
-        return cells + ([str(frame.file)] if self.with_input else [])
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -336,6 +303,8 @@ class Summary:
     stages: dict[str, float]
     #: One sentence per video that decoded another number of frames than it declares.
     length_mismatches: tuple[str, ...] = ()
+    #: The CSVs written.
+    outputs: tuple[Path, ...] = ()
 
     def line(self) -> str:
         """The closing line ``aunet-predict`` prints."""
@@ -364,19 +333,21 @@ def length_mismatch(source: Source, declared: int | None, decoded: int) -> str |
 
 
 class _Batch:
-    """Frames waiting for the forward pass, written out in order once it is done."""
+    """Frames waiting for the forward pass, written out in order once it is done.
+
+    ``writer`` takes the rows: the open CSV's (set before the first frame of each CSV).
+    """
 
     def __init__(
         self,
         predictor: AUPredictor,
-        layout: CsvLayout,
-        writer: Callable[[list[str]], object],
+        layout: AunetLayout | OpenFaceLayout,
         sink: OverlaySink | None,
         stopwatch: Stopwatch,
     ) -> None:
         self.predictor = predictor
         self.layout = layout
-        self.writer = writer
+        self.writer: Callable[[list[str]], object] = lambda row: None
         self.sink = sink
         self.stopwatch = stopwatch
         self.pending: list[tuple[Frame, Face | None]] = []
@@ -425,13 +396,17 @@ def predict(
     progress: bool = True,
     strict_length: bool = False,
     all_faces: bool = False,
+    csv_format: str = "openface",
+    occurrence_threshold: float = OCCURRENCE_THRESHOLD,
 ) -> Summary:
     """Run a trained AU model over videos and images and write the CSV (and pictures).
 
     Args:
         inputs: video files, image files and folders of images.
         checkpoint: an ``aunet fit`` checkpoint.
-        out: the CSV to write (atomically: a failed run leaves no partial file).
+        out: the CSV to write (atomically: a failed run leaves no partial file); in OpenFace's
+            format with several inputs (or a name without ``.csv``), the folder of the
+            inputs' CSVs (:func:`aunet.prediction_csv.csv_targets`).
         overlay: a ``.mp4``/``.avi`` video or a folder of PNGs of Fig. 7-style overlays.
         plot: a PNG of each AU's intensity over time.
         batch_size: frames per forward pass.
@@ -448,6 +423,9 @@ def predict(
         all_faces: a row for every face of each frame, numbered by ``face_id`` from frame to
             frame (:class:`~aunet.inference.AllFaceFinder`), instead of the one tracked face.
             Not with ``overlay`` or ``plot``, which draw one face per frame.
+        csv_format: ``openface`` (OpenFace 2.2's layout, one CSV per input) or ``aunet``
+            (:mod:`aunet.prediction_csv`).
+        occurrence_threshold: the intensity from which OpenFace's ``AU.._c`` is 1.
 
     Returns:
         Frame counts and timings.
@@ -464,7 +442,16 @@ def predict(
             "once with --all-faces for the CSV, and once without it for the pictures"
         )
     sources = collect_sources(inputs)
-    check_outputs(sources, checkpoint, {"--out": out, "--overlay": overlay, "--plot": plot})
+    targets = csv_targets(sources, Path(out), csv_format)
+    if plot is not None and len(targets) > 1:
+        raise InputError(
+            f"--plot {plot}: draws the AUs of one CSV, and {len(targets)} inputs give "
+            f"{len(targets)}; give one input, or --format aunet for one CSV of all inputs"
+        )
+    csv_flags = {"--out": targets[0][0]} if len(targets) == 1 else {
+        f"--out ({sources[members[0]].path.name})": target for target, members in targets
+    }  # fmt: skip
+    check_outputs(sources, checkpoint, {**csv_flags, "--overlay": overlay, "--plot": plot})
     try:
         torch_device = resolve_device(device)
     except ValueError as error:  # CUDA asked for but missing
@@ -479,17 +466,20 @@ def predict(
         LandmarkDetector(), predictor.image_size, margin, stopwatch, predictor.framing
     )
     single_video = len(sources) == 1 and sources[0].is_video
-    layout = CsvLayout(predictor.au_names, locations, with_input=not single_video)
+    layout = (
+        OpenFaceLayout(predictor.au_names, locations, occurrence_threshold)
+        if csv_format == "openface"
+        else AunetLayout(predictor.au_names, locations, with_input=not single_video)
+    )
     counts = [source.count() for source in sources]
     total = None if None in counts else sum(counts)
     start, cpu_start = time.perf_counter(), time.process_time()
-    out = Path(out)
     frames = 0
     mismatches: list[str] = []
     with contextlib.ExitStack() as stack:
-        file = stack.enter_context(open(stack.enter_context(atomic_output(out)), "w", newline=""))
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(layout.header())
+        # Every output under a temporary name until all succeeded (the overlay's check last):
+        # a failure leaves none of them.
+        temporaries = [stack.enter_context(atomic_output(target)) for target, _ in targets]
         sink = None
         if overlay is not None:
             overlay = Path(overlay)
@@ -499,32 +489,46 @@ def predict(
                 overlay = stack.enter_context(atomic_folder(overlay))
             fps = next((video_fps(s.path) for s in sources if s.is_video), DEFAULT_FPS)
             sink = stack.enter_context(OverlaySink(overlay, fps))
-        batch = _Batch(predictor, layout, writer.writerow, sink, stopwatch)
+        batch = _Batch(predictor, layout, sink, stopwatch)
         bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress))
-        for source, declared in zip(sources, counts, strict=True):
-            finder.reset()
-            decoded = 0
-            for frame in stopwatch.iterate(source.frames(), "decode"):
-                if not source.is_video:
-                    finder.reset()  # images are unrelated: no box carries over
-                batch.add(frame, finder.faces(frame.image))
-                if len(batch.pending) >= batch_size:
-                    batch.flush()
-                bar.update()
-                decoded += 1
-            frames += decoded
-            mismatch = length_mismatch(source, declared, decoded)
-            if mismatch is not None and strict_length:
-                raise InputError(mismatch.removeprefix("WARNING: ") + "; nothing written")
-            if mismatch is not None:
-                tqdm.write(mismatch, file=sys.stderr)
-                mismatches.append(mismatch)
-        batch.flush()
+        for temporary, (_, members) in zip(temporaries, targets, strict=True):
+            with open(temporary, "w", newline="") as file:
+                writer = csv.writer(file, lineterminator="\n")
+                writer.writerow(layout.header())
+                batch.writer = writer.writerow
+                for index in members:
+                    source, declared = sources[index], counts[index]
+                    finder.reset()
+                    decoded = 0
+                    for frame in stopwatch.iterate(source.frames(), "decode"):
+                        if not source.is_video:
+                            finder.reset()  # images are unrelated: no box carries over
+                        batch.add(frame, finder.faces(frame.image))
+                        if len(batch.pending) >= batch_size:
+                            batch.flush()
+                        bar.update()
+                        decoded += 1
+                    frames += decoded
+                    mismatch = length_mismatch(source, declared, decoded)
+                    if mismatch is not None and strict_length:
+                        raise InputError(mismatch.removeprefix("WARNING: ") + "; nothing written")
+                    if mismatch is not None:
+                        tqdm.write(mismatch, file=sys.stderr)
+                        mismatches.append(mismatch)
+                batch.flush()  # this CSV's last rows, before it is closed
     if plot is not None:
         with atomic_output(Path(plot)) as temporary:
-            plot_csv(out, temporary)
+            plot_csv(targets[0][0], temporary)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return Summary(frames, batch.faces, seconds, cpu_seconds, stopwatch.seconds, tuple(mismatches))
+    return Summary(
+        frames,
+        batch.faces,
+        seconds,
+        cpu_seconds,
+        stopwatch.seconds,
+        tuple(mismatches),
+        tuple(target for target, _ in targets),
+    )
 
 
 def plot_csv(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
@@ -586,6 +590,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="openface",
+        help="openface: OpenFace 2.2's CSV, one per input (--out: a .csv for one input, else a "
+        "folder); aunet: the model's AUs only, one CSV with an input column",
+    )
+    parser.add_argument(
+        "--occurrence-threshold",
+        type=float,
+        default=OCCURRENCE_THRESHOLD,
+        help="intensity from which OpenFace's AU.._c columns say 1 (DISFA's convention: 2)",
+    )
+    parser.add_argument(
         "--all-faces",
         action="store_true",
         help="a row for every face of a frame, numbered by face_id (default: one tracked face)",
@@ -622,10 +639,17 @@ def main(argv: list[str] | None = None) -> None:
             progress=not args.no_progress,
             strict_length=args.strict_length,
             all_faces=args.all_faces,
+            csv_format=args.format,
+            occurrence_threshold=args.occurrence_threshold,
         )
     except (InputError, CheckpointError, VideoError, DetectorUnavailableError, OSError) as error:
         parser.exit(2, f"aunet-predict: error: {error}\n")
-    print(f"wrote {args.out}: {summary.line()}")
+    written = (
+        str(summary.outputs[0])
+        if len(summary.outputs) == 1
+        else f"{len(summary.outputs)} CSVs into {args.out}"
+    )
+    print(f"wrote {written}: {summary.line()}")
 
 
 #: The console script: Ctrl-C or SIGTERM removes the partial outputs, then exits 130 or 143.

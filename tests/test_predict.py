@@ -1,6 +1,7 @@
 """aunet-predict on test-made videos and images: CSV contract, tracking, pictures, bad inputs."""
 
 import csv
+import math
 from pathlib import Path
 
 import cv2
@@ -76,9 +77,10 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predicted(video, checkpoint, tmp_path_factory) -> Path:
-    """One run over the video with every output asked for."""
+    """One run over the video with every output asked for, in aunet's CSV format."""
     out = tmp_path_factory.mktemp("out")
     main([str(video), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"), "--locations",
+          "--format", "aunet",
           "--overlay", str(out / "overlay.mp4"), "--plot", str(out / "plot.png"),
           "--batch-size", "3", "--precision", "32-true", "--no-progress"])  # fmt: skip
     return out
@@ -92,6 +94,92 @@ def test_video_csv_has_openface_columns_and_one_row_per_frame(predicted):
     assert {row["face_id"] for row in rows} == {"0"}
     times = [float(row["timestamp"]) for row in rows]
     np.testing.assert_allclose(times, np.arange(FRAMES) / FPS, atol=5e-4)
+
+
+@pytest.fixture(scope="module")
+def openface(video, checkpoint, predicted, tmp_path_factory) -> Path:
+    """The same video in OpenFace's format (the default): rec.csv in a folder."""
+    out = tmp_path_factory.mktemp("openface")
+    main([str(video), "--ckpt", str(checkpoint), "--out", str(out), "--batch-size", "3",
+          "--precision", "32-true", "--no-progress"])  # fmt: skip
+    return out / f"{video.stem}.csv"
+
+
+#: OpenFace 2.2's FeatureExtraction -aus columns (its RecorderCSV order): 17 intensities, then
+#: 18 occurrences (AU28 is detected, not rated).
+OPENFACE_22 = [*OPENFACE, *(f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17,
+               20, 23, 25, 26, 45)), *(f"AU{n:02d}_c" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14,
+               15, 17, 20, 23, 25, 26, 28, 45))]  # fmt: skip
+
+
+def test_openface_csv_has_openface_22s_columns_and_a_number_in_every_cell(openface, predicted):
+    header, rows = read_csv(openface)
+    assert header == OPENFACE_22
+    assert openface.read_text().splitlines()[0] == ",".join(OPENFACE_22)  # "," and no spaces
+    assert all(math.isfinite(float(v)) or v == "nan" for row in rows for v in row.values())
+    _, aunet_rows = read_csv(predicted / "au.csv")
+    for row, reference in zip(rows, aunet_rows, strict=True):
+        for au in AUS:  # the model's AUs: its intensity, 0 without a face
+            expected = float(reference[f"{au}_r"] or 0.0) if row["success"] == "1" else 0.0
+            assert float(row[f"{au}_r"]) == pytest.approx(expected, abs=5e-4)
+            assert row[f"{au}_c"] == ("1" if float(row[f"{au}_r"]) >= 2.0 else "0")
+        others = [name for name in OPENFACE_22[5:] if name[:4] not in AUS]
+        assert {row[name] for name in others} == {"nan"}  # AU07, AU10, ...: claimed by nobody
+    assert [int(r["frame"]) for r in rows if r["success"] == "0"] == list(BLANK)
+
+
+def test_openface_csv_reads_as_pandas_and_py_feat_read_it(openface):
+    """py-feat's read_openface reads with pandas (sep ",", column names stripped) and its
+    Fex.aus selects all 35 AU columns of OPENFACE_22 (feat/utils/io.py: openface_AU_columns);
+    py-feat itself is not installed here (it pulls its own torch and model stack), so its
+    rules are applied as written there."""
+    import pandas as pd
+
+    frame = pd.read_csv(openface, sep=",")
+    frame.columns = frame.columns.str.strip(" ")
+    aus = frame[[name for name in OPENFACE_22 if name.startswith("AU")]]  # Fex.aus
+    assert aus.shape == (FRAMES, 35)
+    assert all(pd.api.types.is_numeric_dtype(aus[name]) for name in aus)  # no text columns
+    assert aus[[f"{au}_r" for au in AUS]].notna().all().all()
+    assert aus["AU45_r"].isna().all() and aus["AU28_c"].isna().all()
+
+
+def test_one_openface_csv_per_input_named_as_openface_names_them(tmp_path, video, checkpoint,
+                                                                  capsys):  # fmt: skip
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut_frame(0.3)[..., ::-1])
+    out = tmp_path / "out"
+    main([str(video), str(folder), "--ckpt", str(checkpoint), "--out", str(out), "--no-progress"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{video.stem}.csv", "frames.csv"])
+    assert (
+        len(read_csv(out / "frames.csv")[1]) == 1 and "input" not in read_csv(out / "frames.csv")[0]
+    )
+    assert f"wrote 2 CSVs into {out}" in capsys.readouterr().out
+    for argv, message in (
+        ([str(video), str(folder), "--out", str(tmp_path / "one.csv")], "give a folder for them"),
+        ([str(video), str(video), "--out", str(tmp_path / "two")], "would have one name"),
+        ([str(video), str(folder), "--out", str(tmp_path / "p"), "--plot", str(tmp_path / "p.png")],
+         "draws the AUs of one CSV"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--ckpt", str(checkpoint), "--no-progress"])
+        assert stopped.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "one.csv").exists() and not (tmp_path / "two").exists()
+
+
+def test_occurrence_follows_the_threshold(tmp_path, checkpoint):
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), astronaut_frame(0.5)[..., ::-1])
+    rows = {}
+    for threshold in ("0", "5.1"):
+        out = tmp_path / f"t{threshold}.csv"
+        main([str(path), "--ckpt", str(checkpoint), "--out", str(out), "--no-progress",
+              "--occurrence-threshold", threshold])  # fmt: skip
+        rows[threshold] = read_csv(out)[1][0]
+    assert {rows["0"][f"{au}_c"] for au in AUS} == {"1"}  # every intensity >= 0
+    assert {rows["5.1"][f"{au}_c"] for au in AUS} == {"0"}  # none above the scale's top
 
 
 def test_success_is_0_exactly_on_the_blank_frames(predicted):
@@ -124,7 +212,7 @@ def test_locations_and_intensities_match_a_hand_made_pipeline(tmp_path, checkpoi
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), image[..., ::-1])
     main([str(path), "--ckpt", str(checkpoint), "--out", str(tmp_path / "au.csv"), "--locations",
-          "--precision", "32-true", "--no-progress"])  # fmt: skip
+          "--precision", "32-true", "--no-progress", "--format", "aunet"])  # fmt: skip
     header, rows = read_csv(tmp_path / "au.csv")
     assert header[-1] == "input" and rows[0]["input"] == str(path)
     assert rows[0]["frame"] == "1" and float(rows[0]["timestamp"]) == 0
@@ -143,7 +231,8 @@ def test_locations_and_intensities_match_a_hand_made_pipeline(tmp_path, checkpoi
 def test_output_is_deterministic_and_independent_of_the_batch_size(predicted, video, checkpoint):
     again = predicted / "again.csv"
     main([str(video), "--ckpt", str(checkpoint), "--out", str(again), "--locations",
-          "--batch-size", "16", "--precision", "32-true", "--no-progress"])  # fmt: skip
+          "--batch-size", "16", "--precision", "32-true", "--no-progress",
+          "--format", "aunet"])  # fmt: skip
     assert again.read_bytes() == (predicted / "au.csv").read_bytes()
 
 
@@ -194,7 +283,7 @@ def test_a_folder_of_images_in_natural_order_with_png_overlays(tmp_path, checkpo
     out = tmp_path / "out"
     main([str(folder), "--ckpt", str(checkpoint), "--out", str(out / "au.csv"),
           "--overlay", str(out / "overlays"), "--plot", str(out / "plot.png"),
-          "--no-progress"])  # fmt: skip
+          "--no-progress", "--format", "aunet"])  # fmt: skip
     header, rows = read_csv(out / "au.csv")
     assert header == OPENFACE + [f"{au}_r" for au in AUS] + ["input"]
     assert [Path(row["input"]).name for row in rows] == ["frame2.png", "frame9.png", "frame10.jpg"]

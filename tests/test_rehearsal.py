@@ -277,6 +277,6 @@ def test_the_bp4d_recipe(tmp_path, cluster, official_fan):
     make(folder, env, "prep", "DATA=bp4d", f"ROOT={tmp_path / 'BP4D'}")
     model = rehearse(folder, env, cluster, "bp4d", official_fan)
     frames = sorted((images / "F002" / "T1").glob("*.jpg"))
-    rows = predict(folder, env, frames, model)
+    rows = predict(folder, env, [images / "F002" / "T1"], model)  # a folder: one OpenFace CSV
     assert len(rows) == len(frames)
     assert {f"{au}_r" for au in DATASET_AUS["fera2015"]} <= set(rows[0])
