@@ -7,8 +7,9 @@ Expected inputs::
     <labels>/AU06/F001_T1_AU06.csv     rows `frame,intensity`, no header, 9 = unknown
 
 ``--images`` and ``--labels`` name the two folders; ``--root DIR`` finds them instead: labels in
-``DIR/AU_INT`` or ``DIR/AUCoding/AU_INT``, frames (subject folders or archives) in ``DIR``,
-``DIR/Sequences`` or ``DIR/images``. The labelled sequences (every ``<subject>_<task>`` with
+``DIR/AU_INT``, ``DIR/AUCoding/AU_INT`` or ``DIR/AU Intensity Codes3.0`` (the FERA2015 release as
+shipped), frames (subject folders or archives) in ``DIR``, ``DIR/Sequences``, ``DIR/images`` or
+``DIR/BP4D-training`` (the release's). The labelled sequences (every ``<subject>_<task>`` with
 label files) are converted, each AU file required; the store's ``sequence`` is
 ``<subject>_<task>`` and its ``partition`` comes from the official FERA2015 lists. BP4D ships no
 68-point landmarks, so the detector places them. Label files may cover only part of a
@@ -54,8 +55,13 @@ TRAIN_SUBJECTS = tuple(f"F{n:03d}" for n in range(1, 24, 2)) + tuple(
 DEVEL_SUBJECTS = tuple(f"F{n:03d}" for n in range(2, 23, 2)) + tuple(
     f"M{n:03d}" for n in range(2, 19, 2)
 )
-LABEL_FOLDERS = ("AU_INT", "AUCoding/AU_INT")
-IMAGE_FOLDERS = (".", "Sequences", "images")
+#: Where ``--root`` looks for the intensity labels, in this order. The FERA2015 release ships them
+#: as ``AU Intensity Codes3.0/`` beside ``AUCoding/`` (which there holds the occurrence codes), the
+#: folder OpenFace's FERA2015 scripts read; the first two are other layouts in use.
+LABEL_FOLDERS = ("AU_INT", "AUCoding/AU_INT", "AU Intensity Codes3.0")
+#: Where ``--root`` looks for the frames, in this order (the release's are in ``BP4D-training/``);
+#: ``--root`` itself comes first.
+IMAGE_FOLDERS = (".", "Sequences", "images", "BP4D-training")
 _SUBJECT = re.compile(r"[FM]\d{3}")
 _LABEL_FILE = re.compile(r"(?P<subject>[A-Za-z]+\d+)_(?P<task>[^_]+)_(?P<au>AU\d+)\.csv", re.I)
 
@@ -177,7 +183,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(
         parser,
         root_help="a folder holding the frames (subject folders or <subject>.zip, in it or in "
-        "Sequences/ or images/) and the AU_INT labels (in it or in AUCoding/)",
+        "Sequences/, images/ or BP4D-training/) and the intensity labels (AU_INT/, "
+        "AUCoding/AU_INT/ or AU Intensity Codes3.0/), e.g. the FERA2015 release as shipped",
         root_required=False,
     )
     parser.add_argument(
@@ -190,7 +197,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--labels",
         type=Path,
         metavar="DIR",
-        help="the FERA2015 AU_INT folder, AU06/F001_T1_AU06.csv ... (overrides --root)",
+        help="the FERA2015 intensity labels (AU_INT or AU Intensity Codes3.0), "
+        "AU06/F001_T1_AU06.csv ... (overrides --root)",
     )
 
 
@@ -204,34 +212,60 @@ def main(args: argparse.Namespace) -> None:
 
 
 def find_folders(root: Path | None, images: Path | None, labels: Path | None) -> tuple[Path, Path]:
-    """The frames folder and the AU_INT folder, from ``--images``/``--labels`` or ``--root``.
+    """The frames and intensity label folders, from ``--images``/``--labels`` or ``--root``.
+
+    ``--root`` may be the FERA2015 release as shipped (``BP4D-training/`` and
+    ``AU Intensity Codes3.0/``) or one of the re-packed layouts (:data:`LABEL_FOLDERS`,
+    :data:`IMAGE_FOLDERS`); the first candidate that holds what is needed wins.
 
     Raises:
-        ConversionError: if neither is given or ``--root`` holds no candidate.
+        ConversionError: if neither is given, or ``--root`` holds no candidate for one of them:
+            one sentence listing every layout looked for (docs/errors.md, E53).
     """
     if images is not None and labels is not None:
         return images, labels
     if root is None:
         raise ConversionError("bp4d: give --root DIR, or both --images DIR and --labels DIR")
     if not root.is_dir():
-        raise ConversionError(f"{root}: folder missing; expected the frames and AU_INT in it")
+        raise ConversionError(
+            f"{root}: folder missing; expected the BP4D frames and intensity labels in it"
+        )
     if labels is None:
-        candidates = [root / name for name in LABEL_FOLDERS]
-        labels = next((p for p in candidates if p.is_dir()), None)
-        if labels is None:
-            raise ConversionError(
-                f"{root}: no AU_INT folder (looked for {', '.join(map(str, candidates))}); "
-                "give it with --labels DIR"
-            )
+        # A candidate with per-AU folders wins; failing that, an existing one, whose missing AU
+        # folders plan() then names one by one.
+        existing = [p for p in (root / name for name in LABEL_FOLDERS) if p.is_dir()]
+        with_aus = [p for p in existing if _has_au_folders(p)]
+        labels = (with_aus or existing or [None])[0]
     if images is None:
         candidates = [root / name for name in IMAGE_FOLDERS]
         images = next((p for p in candidates if p.is_dir() and _subject_sources(p)), None)
-        if images is None:
-            raise ConversionError(
-                f"{root}: no subject folders or archives such as F001/ or F001.zip (looked in "
-                f"{', '.join(map(str, candidates))}); give the frames with --images DIR"
-            )
+    # Both halves are named at once, so that one run shows everything a wrong --root lacks.
+    missing = []
+    if labels is None:
+        missing.append(
+            "no FERA2015 intensity labels (looked for "
+            + _listing(LABEL_FOLDERS)
+            + f" in it, each holding {AUS[0]}/F001_T1_{AUS[0]}.csv ...; or give --labels DIR)"
+        )
+    if images is None:
+        missing.append(
+            "no BP4D frames (looked in it and in "
+            + _listing(IMAGE_FOLDERS[1:])  # [0] is "." itself, "it" above
+            + " for subject folders F001/T1/0001.jpg or archives F001.zip; or give --images DIR)"
+        )
+    if images is None or labels is None:
+        raise ConversionError(f"{root}: " + " and ".join(missing))
     return images, labels
+
+
+def _has_au_folders(folder: Path) -> bool:
+    """Whether ``folder`` holds one of the per-AU label folders (``AU06/`` ...)."""
+    return any((folder / au).is_dir() for au in AUS)
+
+
+def _listing(names: tuple[str, ...]) -> str:
+    """``a, b and c``: folder names for a message."""
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _subject_sources(folder: Path) -> dict[str, Path]:

@@ -4,13 +4,15 @@ Expected layout under ``--root`` (as DISFA ships)::
 
     Videos_LeftCamera/LeftVideoSN001_comp.avi
     ActionUnit_Labels/SN001/SN001_au1.txt      one per AU: 1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26
-    Landmark_Points/SN001/tmp_frame_lm/*.mat   66 x 2 `pts`, one file per frame
+    Landmark_Points/SN001/tmp_frame_lm/*.mat   66 x 2 `pts`, one file per frame (also found
+                                               under Landmark_Points/Landmark_Points/)
 
 Each label file has one ``frame,intensity`` row per video frame, frame numbers from 1; label
 frame i is the i-th decoded video frame, and the store's ``frame`` is that number. Landmark files
 are named ``l0001_lm.mat`` (frame 1) or ``SN001_0000_lm.mat`` (frame 1, counted from 0); frames
-whose file is missing get landmarks from the detector. The 66 points become 68 by
-:func:`landmarks_66_to_68`.
+whose file is missing get landmarks from the detector, but a subject without any landmark file is
+refused (DISFA ships them with its subjects, so that means a layout aunet does not know). The 66
+points become 68 by :func:`landmarks_66_to_68`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from data_prep.common import (
 VIDEOS = "Videos_LeftCamera"
 LABELS = "ActionUnit_Labels"
 LANDMARKS = "Landmark_Points"
+#: Where a subject's landmark folder may be, under ``--root``: as DISFA ships it, or one level
+#: deeper, a layout that public DISFA scripts read.
+LANDMARK_FOLDERS = (LANDMARKS, f"{LANDMARKS}/{LANDMARKS}")
 LAYOUT = (
     f"<root>/{VIDEOS}/LeftVideoSN001_comp.avi, <root>/{LABELS}/SN001/SN001_au1.txt, "
     f"<root>/{LANDMARKS}/SN001/tmp_frame_lm/l0001_lm.mat"
@@ -141,7 +146,7 @@ def plan(root: Path, subjects: list[str] | None = None) -> list[DisfaJob]:
     Raises:
         ConversionError: listing every problem found (missing folder, video or label file,
             label files that disagree with each other or with the video's frame count, bad
-            intensities, unrecognised landmark file names).
+            intensities, unrecognised landmark file names, a subject without landmark files).
     """
     for folder in (root, root / VIDEOS, root / LABELS):
         if not folder.is_dir():
@@ -163,7 +168,7 @@ def _plan_subject(root: Path, subject: str) -> DisfaJob:
             f"{len(labels)} rows; DISFA label frame i is the i-th video frame, so the two "
             "counts must agree"
         )
-    landmark_files = _landmark_files(root / LANDMARKS / subject, len(labels))
+    landmark_files = _subject_landmarks(root, subject, len(labels))
     return DisfaJob(
         subject=subject,
         num_frames=len(labels),
@@ -198,6 +203,29 @@ def _read_labels(folder: Path, subject: str) -> np.ndarray:
         first = first or path
         columns.append(values)
     return np.stack(columns, axis=1)
+
+
+def _subject_landmarks(root: Path, subject: str, count: int) -> dict[int, Path]:
+    """A subject's landmark files by 1-based frame.
+
+    They come from the first of :data:`LANDMARK_FOLDERS` that holds any ``.mat`` file for it.
+
+    Raises:
+        ConversionError: if none of its ``count`` frames has a landmark file (docs/errors.md,
+            E54). DISFA ships landmark files with its subjects, so none at all means a layout
+            this converter does not know, not frames to send to the detector; a subject with
+            some files keeps the per-frame fallback for the rest.
+    """
+    folders = [root / name / subject for name in LANDMARK_FOLDERS]
+    folder = next((f for f in folders if f.is_dir() and any(f.rglob("*.mat"))), folders[0])
+    files = _landmark_files(folder, count)
+    if not files:
+        raise ConversionError(
+            f"{subject}: no landmark file for any of its {count} frames (looked in "
+            f"{' and '.join(map(str, folders))} for tmp_frame_lm/l0001_lm.mat or "
+            f"tmp_frame_lm/{subject}_0000_lm.mat); DISFA ships one per frame, so check the layout"
+        )
+    return files
 
 
 def _landmark_files(folder: Path, count: int) -> dict[int, Path]:

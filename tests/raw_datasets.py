@@ -97,11 +97,14 @@ def make_disfa(
     num_frames: int = 3,
     missing_landmarks: Sequence[tuple[str, int]] = (),
     faces: bool = False,
+    landmarks: str = "Landmark_Points",
 ) -> Path:
     """A DISFA tree: flat frames (or astronaut ``faces``), labels, 66-point landmark files.
 
     SN001 names its landmark files ``l0001_lm.mat`` (from 1), the others ``SN002_0000_lm.mat``
     (from 0). ``missing_landmarks`` lists (subject, frame) pairs without a landmark file.
+    ``landmarks`` is the landmark folder under ``root`` (e.g. the nested
+    ``Landmark_Points/Landmark_Points`` that public DISFA scripts read).
     """
     for s, subject in enumerate(subjects):
         frames = [face_frame(i) if faces else flat_frame(i) for i in range(1, num_frames + 1)]
@@ -111,7 +114,7 @@ def make_disfa(
             write_rows(
                 root / "ActionUnit_Labels" / subject / f"{subject}_au{int(au[2:])}.txt", rows
             )
-        folder = root / "Landmark_Points" / subject / "tmp_frame_lm"
+        folder = root / landmarks / subject / "tmp_frame_lm"
         folder.mkdir(parents=True, exist_ok=True)
         points = without_inner_corners(ASTRONAUT_68 if faces else FACE_68)
         for i in range(1, num_frames + 1):
@@ -126,16 +129,18 @@ def make_bp4d(
     root: Path,
     sequences: dict[tuple[str, str], dict[int, tuple[float, ...] | None]],
     archive: Sequence[str] = (),
+    images_folder: str = "images",
+    labels_folder: str = "AU_INT",
 ) -> tuple[Path, Path]:
     """BP4D frames (astronaut faces) under ``root/images`` and FERA2015 labels in
-    ``root/AU_INT``.
+    ``root/AU_INT`` (or the ``images_folder`` and ``labels_folder`` given).
 
     ``sequences[(subject, task)][frame]`` is the frame's five intensities (9 = unknown), or None
     for a frame with an image but no label row; frame files are zero-padded to ``frame`` digits
     (1.jpg, 02.jpg, 003.jpg) to exercise the padding. Subjects in ``archive`` become
     ``<subject>.zip`` archives of the same tree.
     """
-    images, labels = root / "images", root / "AU_INT"
+    images, labels = root / images_folder, root / labels_folder
     for (subject, task), frames in sequences.items():
         for frame in frames:
             write_image(images / subject / task / f"{frame:0{frame}d}.jpg", face_frame(frame))
@@ -150,6 +155,35 @@ def make_bp4d(
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         folder.rmdir()
+    return images, labels
+
+
+def make_bp4d_release(
+    root: Path,
+    sequences: dict[tuple[str, str], dict[int, tuple[float, ...] | None]],
+    archive: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """The FERA2015 BP4D release as shipped: ``root/BP4D-training/F001/T1/*.jpg`` and
+    ``root/AU Intensity Codes3.0/AU06/F001_T1_AU06.csv``, the layout OpenFace's FERA2015
+    scripts read.
+
+    Beside them, ``root/AUCoding/`` holds occurrence files (``F001_T1.csv``: a header row of AU
+    numbers, then a frame number and 0/1 codes per row), which must not pass for intensities.
+    The frames and labels are those :func:`make_bp4d` writes for the same ``sequences``.
+    """
+    images, labels = make_bp4d(
+        root,
+        sequences,
+        archive,
+        images_folder="BP4D-training",
+        labels_folder="AU Intensity Codes3.0",
+    )
+    for subject, task in sequences:
+        occurrence = root / "AUCoding" / f"{subject}_{task}.csv"
+        occurrence.parent.mkdir(parents=True, exist_ok=True)
+        occurrence.write_text(
+            "0,1,2,4\n" + "".join(f"{frame},0,0,0\n" for frame in sequences[subject, task])
+        )
     return images, labels
 
 

@@ -1,8 +1,9 @@
 import shutil
 
+import h5py
 import numpy as np
 import pytest
-from raw_datasets import make_bp4d, write_image, write_rows
+from raw_datasets import make_bp4d, make_bp4d_release, write_image, write_rows
 
 from aunet.aus import DATASET_AUS
 from aunet.data.store import FrameStore
@@ -21,10 +22,24 @@ SEQUENCES = {
 }
 
 
-def build(root):
-    images, labels = make_bp4d(root, SEQUENCES, archive=["F002"])
+def build(root, make=make_bp4d):
+    images, labels = make(root, SEQUENCES, archive=["F002"])
     write_rows(labels / "AU06" / "F001_T1_AU06.csv", [(1, 1), (2, 9), (4, 3)])
     return images, labels
+
+
+def content(path):
+    """Every dataset of a store (variable-length rows as bytes), and its attributes but those
+    naming the source folders (``source``, and ``prep_options``, which holds it too)."""
+    datasets = {}
+    with h5py.File(path, "r") as file:
+        for name in file:
+            value = file[name][()]
+            if value.dtype == object:  # JPEG rows and strings: compare them one by one
+                value = [bytes(row) if isinstance(row, np.ndarray) else row for row in value]
+            datasets[name] = value
+        attributes = {k: v for k, v in file.attrs.items() if k not in ("source", "prep_options")}
+    return datasets, attributes
 
 
 def convert(out, *source):
@@ -77,6 +92,49 @@ def test_root_finds_the_folders(tmp_path):
     )
     store = convert(tmp_path / "b.h5", "--root", str(tmp_path), "--subjects", "F002")
     assert store.subjects.tolist() == ["F002"]
+
+
+def test_root_accepts_the_release_as_shipped(tmp_path):
+    release = tmp_path / "release"
+    images, labels = build(release, make_bp4d_release)
+    assert (release / "AUCoding").is_dir()  # the occurrence codes, not what --root must take
+    assert find_folders(release, None, None) == (images, labels)
+    convert(tmp_path / "root.h5", "--root", str(release))
+    flags = build(tmp_path / "flags")
+    convert(tmp_path / "flags.h5", "--images", str(flags[0]), "--labels", str(flags[1]))
+    (root_data, root_attrs), (flag_data, flag_attrs) = (
+        content(tmp_path / "root.h5"),
+        content(tmp_path / "flags.h5"),
+    )
+    assert root_data.keys() == flag_data.keys()
+    assert len(root_data["frame"]) == 3
+    for name in root_data:
+        np.testing.assert_array_equal(root_data[name], flag_data[name], err_msg=name)
+    assert root_attrs.keys() == flag_attrs.keys()
+    for name in root_attrs:
+        np.testing.assert_array_equal(root_attrs[name], flag_attrs[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        (
+            "BP4D-training",
+            "no BP4D frames (looked in it and in Sequences, images and BP4D-training",
+        ),
+        (
+            "AU Intensity Codes3.0",
+            "no FERA2015 intensity labels (looked for AU_INT, AUCoding/AU_INT",
+        ),
+    ],
+)
+def test_root_names_every_layout_looked_for(tmp_path, missing, named):
+    build(tmp_path, make_bp4d_release)
+    shutil.rmtree(tmp_path / missing)
+    with pytest.raises(ConversionError) as error:
+        find_folders(tmp_path, None, None)
+    assert str(error.value).startswith(f"{tmp_path}: {named}")
+    assert " and no " not in str(error.value)  # only what is missing is named
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 from raw_datasets import (
@@ -74,6 +76,36 @@ def test_frames_without_landmark_file_use_the_detector(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "SN001          3         1" in report
     assert "SN001: 1 frame(s) without a landmark file: detector used" in report
+
+
+def test_nested_landmark_folder_is_found(tmp_path, capsys):
+    nested = make_disfa(tmp_path / "nested", landmarks="Landmark_Points/Landmark_Points")
+    assert not (nested / "Landmark_Points" / "SN001").exists()
+    store = convert(nested, tmp_path / "nested.h5")
+    report = capsys.readouterr().out
+    assert "SN001          3         0             0" in report  # no frame sent to the detector
+    assert "SN002          3         0             0" in report
+    assert "without a landmark file" not in report
+    shipped = convert(make_disfa(tmp_path / "shipped"), tmp_path / "shipped.h5")
+    np.testing.assert_array_equal(store.read_all("landmarks"), shipped.read_all("landmarks"))
+
+
+@pytest.mark.parametrize("layout", ["no folder", "empty folder"])
+def test_subject_without_any_landmark_file_is_refused(tmp_path, layout):
+    root = make_disfa(tmp_path / "DISFA", missing_landmarks=[("SN002", i) for i in (1, 2, 3)])
+    if layout == "no folder":
+        shutil.rmtree(root / "Landmark_Points" / "SN002")
+    with pytest.raises(ConversionError) as error:
+        convert(root, tmp_path / "bad.h5")
+    first, second = (
+        root / name / "SN002" for name in ("Landmark_Points", "Landmark_Points/Landmark_Points")
+    )
+    assert str(error.value) == (
+        f"SN002: no landmark file for any of its 3 frames (looked in {first} and {second} for "
+        "tmp_frame_lm/l0001_lm.mat or tmp_frame_lm/SN002_0000_lm.mat); DISFA ships one per "
+        "frame, so check the layout"
+    )
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_only_chosen_subjects(tmp_path):

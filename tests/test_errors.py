@@ -325,6 +325,27 @@ def test_landmark_file_that_holds_no_numbers(disfa, tmp_path, capsys):
     assert_subject_failed(tmp_path / "disfa.h5", "SN001")
 
 
+def test_bp4d_root_in_no_known_layout(tmp_path):
+    make_bp4d(tmp_path / "BP4D", {("F001", "T1"): {1: (0, 0, 0, 0, 0)}})
+    out = tmp_path / "bp4d.h5"
+    with pytest.raises(ConversionError) as error:  # --root one level above the dataset
+        data_prep(["bp4d", "--root", str(tmp_path), "--out", str(out), "--workers", "1"])
+    expect("E53", str(error.value), root=tmp_path)
+    assert_nothing_written(out)
+
+
+def test_disfa_subject_without_any_landmark_file(disfa, tmp_path):
+    (disfa / "Landmark_Points").rename(disfa / "Landmarks")  # a layout the converter does not know
+    with pytest.raises(ConversionError) as error:
+        convert_disfa(disfa, tmp_path / "disfa.h5")
+    first, second = (
+        disfa / "Landmark_Points" / "SN001",
+        disfa / "Landmark_Points" / "Landmark_Points" / "SN001",
+    )
+    expect("E54", str(error.value), subject="SN001", count=3, first=first, second=second)
+    assert_nothing_written(tmp_path / "disfa.h5")
+
+
 def test_landmarks_outside_the_image(disfa, tmp_path, capsys):
     landmarks = disfa / "Landmark_Points" / "SN001" / "tmp_frame_lm" / "l0001_lm.mat"
     savemat(landmarks, {"pts": without_inner_corners(FACE_68) * 4})  # for a 4x larger video
