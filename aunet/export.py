@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aunet.guards import DefaultsHelpFormatter
 from aunet.inference import AUPredictor, CheckpointError, load_predictor
 
 FORMATS = ("onnx", "torchscript")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="aunet-export",
         description="Export a trained AU model (aunet fit checkpoint) as ONNX or TorchScript.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint of `aunet fit` (.ckpt)")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")

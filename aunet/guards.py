@@ -7,6 +7,7 @@ epoch of work), unclearly, or unsafely; ``docs/errors.md`` lists their messages 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -230,6 +231,22 @@ def command_line(
         return console_script
 
     return wrap
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` with each option's default, where one means something.
+
+    argparse's ``ArgumentDefaultsHelpFormatter`` appends ``(default: None)`` to required
+    options and to options whose help already says what their default is.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.required or "default" in text or action.default in (None, False, ""):
+            return text
+        if action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _stop(line: str, status: int) -> None:

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from aunet.data.crop import DEFAULT_MARGIN, invert_affine, transform_points
 from aunet.data.detect import DetectorUnavailableError, LandmarkDetector
 from aunet.data.video import VideoError
-from aunet.guards import command_line
+from aunet.guards import DefaultsHelpFormatter, command_line
 from aunet.inference import (
     DEFAULT_FPS,
     AllFaceFinder,
@@ -559,11 +559,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aunet-predict",
         description="AU intensities of the faces in videos and images (OpenFace-style CSV).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, images, folders")
     parser.add_argument("--ckpt", required=True, help="checkpoint of `aunet fit` (.ckpt)")
-    parser.add_argument("--out", required=True, help="the CSV to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the CSV (one input), or a folder for one CSV per input (<input>.csv)",
+    )
     parser.add_argument("--overlay", help="heatmap overlays: a .mp4/.avi video or a PNG folder")
     parser.add_argument("--plot", help="PNG of each AU's intensity over time")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")

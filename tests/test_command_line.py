@@ -145,3 +145,14 @@ def test_a_model_error_is_told_without_jsonargparses_wrapping():
     reason = "unknown strategy 'reparm'; expected one of: scratch, reparam"
     assert fit_error_reason(wrapped) == reason
     assert fit_error_reason(ValueError("plain")) == "plain"
+
+
+@pytest.mark.parametrize("module", ["aunet.predict", "aunet.export"])
+def test_help_gives_a_default_only_where_one_means_something(module, capsys):
+    with pytest.raises(SystemExit):
+        __import__(module, fromlist=["main"]).main(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+    ckpt = next(line for line in text.splitlines() if line.strip().startswith("--ckpt"))
+    assert "default" not in ckpt  # required: no default to show
+    assert "(default: 16)" in text if module == "aunet.predict" else "(default: 17)" in text
