@@ -59,6 +59,7 @@ from aunet.training.callbacks import (
 )
 from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
+from aunet.training.notices import KEEP_NONE_VALUES, AUNetWandbLogger, silence_third_party_notices
 from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
 
@@ -178,7 +179,7 @@ class LogConfigToLoggers(SaveConfigCallback):
         """Write ``config.yaml`` (rank zero) and send it to the loggers' hyperparameters."""
         folder = Path(trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        self.parser.save(self.config, folder / self.config_filename, skip_none=False,
+        self.parser.save(self.config, folder / self.config_filename, **KEEP_NONE_VALUES,
                          overwrite=True, multifile=False)  # fmt: skip
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -229,6 +230,7 @@ class AUNetCLI(LightningCLI):
     monitor: tuple[str, str] = ("val/icc_mean", "max")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        silence_third_party_notices()  # before the Trainer logs Lightning's tip
         kwargs.setdefault("save_config_callback", LogConfigToLoggers)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_class", AUNetTrainer)  # trainer.precision takes ``auto``
@@ -315,7 +317,7 @@ class AUNetCLI(LightningCLI):
         run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
         loggers.append(
-            WandbLogger(
+            AUNetWandbLogger(  # no anonymous=None to wandb.init, which warns at any value
                 project=settings.wandb_project,
                 group=group,
                 name=f"{group}-{self.fold_name()}",
