@@ -116,18 +116,54 @@ def choose_precision(
     )
 
 
+#: A Trainer batch limit: an int is a number of batches, a float a fraction of them. Written
+#: ``int | float`` (a ``types.UnionType``, which keeps its order) so that the command line tries
+#: int first: Lightning annotates the limits ``Optional[Union[int, float]]``, but ``typing``
+#: caches unions as equal whatever their order, and in practice hands back a ``Union[float, int,
+#: None]`` made earlier, under which LightningCLI parses ``--trainer.limit_train_batches 1`` as
+#: 1.0, the whole epoch, where the user asked for one batch.
+BatchLimit = int | float | None
+
+
 class AUNetTrainer(pl.Trainer):
     """Lightning's Trainer whose ``precision`` also takes ``auto``, its default here.
 
-    ``auto`` is resolved by :func:`choose_precision` for the Trainer's accelerator (and printed);
-    every other argument is Lightning's.
+    ``auto`` is resolved by :func:`choose_precision` for the Trainer's accelerator (and printed).
+    The batch limits are Lightning's, typed so that an integer given on the command line stays
+    an integer (:data:`BatchLimit`); every other argument is Lightning's.
+
+    Args:
+        precision: Lightning's ``precision``, or ``auto``: bf16 autocast where it is native.
+        limit_train_batches: training batches per epoch (int), or the fraction of them (float).
+        limit_val_batches: validation batches per epoch (int), or the fraction of them (float).
+        limit_test_batches: test batches (int), or the fraction of them (float).
+        limit_predict_batches: prediction batches (int), or the fraction of them (float).
+        overfit_batches: train and validate on this many training batches (int) or this
+            fraction of them (float); 0 = off.
+        kwargs: Lightning's other Trainer arguments.
     """
 
     def __init__(
-        self, *, precision: TrainerPrecision | Literal["auto"] = AUTO, **kwargs: Any
+        self,
+        *,
+        precision: TrainerPrecision | Literal["auto"] = AUTO,
+        limit_train_batches: BatchLimit = None,
+        limit_val_batches: BatchLimit = None,
+        limit_test_batches: BatchLimit = None,
+        limit_predict_batches: BatchLimit = None,
+        overfit_batches: int | float = 0.0,
+        **kwargs: Any,
     ) -> None:
         if precision in (AUTO, None):
             choice = choose_precision(precision, kwargs.get("accelerator", AUTO))
             rank_zero_info(str(choice))
             precision = choice.precision
-        super().__init__(precision=precision, **kwargs)
+        super().__init__(
+            precision=precision,
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            overfit_batches=overfit_batches,
+            **kwargs,
+        )
