@@ -31,6 +31,9 @@ QUICK ?=
 .PHONY: help install test test-slow rehearse lint format train cv prep fan bench bench-complexity \
 	table robustness clean
 
+# In the `## ` texts that `make help` lists, a bare VAR=value is VAR's default above (the same
+# value: tests/test_cli_quiet.py checks), [VAR=...] an optional setting and VAR=<...> a
+# placeholder.
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
@@ -69,14 +72,14 @@ train: $(STAMP)  ## train one experiment: EXP=reparam DATA=synthetic [FOLD=k] [F
 	$(PY) -m aunet.launch train --exp $(EXP) --data $(DATA) $(if $(FOLD),--fold $(FOLD)) \
 		$(if $(FAN),--fan $(FAN)) $(if $(RESUME),--resume) -- $(ARGS)
 
-cv: $(STAMP)  ## cross-validate: EXP=adapt DATA=disfa [LAUNCH=local|slurm] [ARGS=...]
+cv: $(STAMP)  ## cross-validate: EXP=reparam DATA=synthetic [FAN=path] [LAUNCH=local|slurm] [ARGS=...]
 	$(PY) -m aunet.launch cv --exp $(EXP) --data $(DATA) --launch $(LAUNCH) \
 		$(if $(FAN),--fan $(FAN)) -- $(ARGS)
 
-prep: $(STAMP)  ## convert a dataset to HDF5: DATA=disfa ROOT=/path/to/DISFA [ARGS=...]
+prep: $(STAMP)  ## convert a dataset to HDF5: DATA=synthetic (drawn; a real one needs ROOT=<its folder>) [ARGS=...]
 	$(PY) -m data_prep $(DATA) $(if $(ROOT),--root $(ROOT)) --out data/$(DATA).h5 $(ARGS)
 
-fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w-lp.h5] (default: synthetic landmark faces)
+fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w-lp.h5] (default: synthetic landmark faces) [ARGS=...]
 	$(PY) -m aunet.launch fan $(if $(FAN_DATA),--data $(FAN_DATA)) -- $(ARGS)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)
@@ -85,11 +88,11 @@ bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)
 bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> bench/results/complexity.json
 	$(PY) -m bench.complexity
 
-table: $(STAMP)  ## reproduce Table 2 on DATA=<dataset> [FAN=path] [EXPS="scratch adapt ..."] [LAUNCH=...]
+table: $(STAMP)  ## reproduce Table 2: DATA=synthetic [FAN=path] [EXPS="scratch adapt ..."] [LAUNCH=local|slurm] [ARGS=...]
 	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(FAN),--fan $(FAN)) \
 		$(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
 
-robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=adapt DATA=synthetic [FAN=path]
+robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=reparam DATA=synthetic [FAN=path] [ARGS=...]
 	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) $(if $(FAN),--fan $(FAN)) -- $(ARGS)
 
 clean:  ## remove caches (keeps .venv, data, runs and checkpoints)
