@@ -25,6 +25,7 @@ from bench.common import record
 BENCHMARKS: dict[str, bool] = {
     "complexity": False,
     "heatmaps": False,
+    "bootstrap": False,
     "storage": True,
     "synthetic_speed": True,
     "data_pipeline": True,
