@@ -64,6 +64,8 @@ from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
+#: W&B job type of a run per subcommand (the summary runs: ``cv-report``, ``table``).
+JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 
 
 @dataclass
@@ -321,6 +323,8 @@ class AUNetCLI(LightningCLI):
                 project=settings.wandb_project,
                 group=group,
                 name=f"{group}-{self.fold_name()}",
+                # W&B groups k-fold runs by group and job_type (its grouping guide).
+                job_type=JOB_TYPES.get(self.subcommand or "fit", self.subcommand),
                 tags=[settings.experiment, self.dataset_name(), self.fold_name()],
                 save_dir=str(folder),
                 offline=wandb_offline(settings.wandb),

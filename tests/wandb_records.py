@@ -1,0 +1,55 @@
+"""Read back a W&B run's records from its offline run file, as W&B's servers would receive them.
+
+The ``run-<id>.wandb`` file is a LevelDB-style log (wandb's Go core writes it; the Python SDK
+no longer ships a reader): a 7-byte file header, then 32 KiB blocks of chunks, each with a
+7-byte header (CRC-32C, little-endian length, type: 1 full, 2 first, 3 middle, 4 last) holding
+serialised ``wandb_internal_pb2.Record`` protobufs.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2
+
+_BLOCK = 32 * 1024
+_HEADER = 7
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
+    """Every record of one offline ``run-<id>.wandb`` file, in order."""
+    data = path.read_bytes()
+    records, pending, position = [], b"", _HEADER
+    while position + _HEADER <= len(data):
+        left = _BLOCK - position % _BLOCK
+        if left < _HEADER:  # a block's tail too short for a chunk header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + _HEADER])
+        position += _HEADER
+        if kind == 0:  # zero padding up to the block's end
+            position += left - _HEADER
+            continue
+        chunk, position = data[position : position + length], position + length
+        if kind == _FULL:
+            records.append(chunk)
+        elif kind == _FIRST:
+            pending = chunk
+        elif kind == _MIDDLE:
+            pending += chunk
+        elif kind == _LAST:
+            records.append(pending + chunk)
+    parsed = []
+    for raw in records:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        parsed.append(record)
+    return parsed
+
+
+def run_records(run_folder: Path) -> list[wandb_internal_pb2.RunRecord]:
+    """The ``run`` records of every offline W&B run under ``run_folder/wandb``."""
+    files = sorted((run_folder / "wandb").glob("offline-run-*/run-*.wandb"))
+    return [r.run for f in files for r in read_records(f) if r.WhichOneof("record_type") == "run"]
