@@ -21,6 +21,8 @@ import json
 import netrc
 import os
 import secrets
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -434,15 +436,30 @@ class FANCLI(AUNetCLI):
     monitor = ("val/nme", "min")
 
 
+@contextlib.contextmanager
+def wandb_run_finished() -> Iterator[None]:
+    """Finish the W&B run when the block ends, as the process's exit would.
+
+    Lightning's W&B logger reuses a run already in progress, so without this a second fit in
+    one Python process (a notebook, a test) would log into the first fit's run and folder.
+    """
+    try:
+        yield
+    finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
+
+
 def main(args: list[str] | None = None) -> None:
     """``aunet`` (input errors raise: :data:`aunet_command` is the console script)."""
-    with sigterm_exit_status(), run_folders_released():
+    with sigterm_exit_status(), run_folders_released(), wandb_run_finished():
         AUCLI(AUHeatmapModule, AUDataModule, subclass_mode_model=True, args=args)
 
 
 def fan_main(args: list[str] | None = None) -> None:
     """``aunet-fan`` (input errors raise: :data:`fan_command` is the console script)."""
-    with sigterm_exit_status(), run_folders_released():
+    with sigterm_exit_status(), run_folders_released(), wandb_run_finished():
         FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 

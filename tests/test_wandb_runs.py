@@ -40,7 +40,7 @@ def test_fold_runs_carry_group_and_job_type(inputs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     trained = tmp_path / "train"
     aunet_main(command("fit", inputs, trained, "--trainer.max_epochs", "1"))
-    wandb.finish()  # as the process's exit does: the run file is complete after it
+    assert wandb.run is None  # finished with the fit: its file is complete, nothing reuses it
     (run,) = run_records(trained)
     assert (run.run_group, run.job_type, run.display_name) == (
         "adapt-disfa", "train", "adapt-disfa-fold1",
@@ -49,6 +49,5 @@ def test_fold_runs_carry_group_and_job_type(inputs, tmp_path, monkeypatch):
     checkpoint = trained / "checkpoints" / "last.ckpt"
     evaluated = tmp_path / "validate"
     aunet_main(command("validate", inputs, evaluated, "--ckpt_path", str(checkpoint)))
-    wandb.finish()
-    (run,) = run_records(evaluated)
+    (run,) = run_records(evaluated)  # a run of its own, not the training run reused
     assert (run.run_group, run.job_type) == ("adapt-disfa", "validate")
