@@ -48,9 +48,10 @@ def record(section: str, figures: dict[str, str], command: str | None = None) ->
     the file can be traced and re-measured, and torch's thread count and the load average: the
     machine's cores may be shared with other jobs, which slows wall-clock figures.
     """
-    command = command or "python -m " + " ".join(
-        [Path(sys.argv[0]).with_suffix("").name, *map(shlex.quote, sys.argv[1:])]
-    )
+    script = Path(sys.argv[0]).with_suffix("")
+    # `python -m bench.x` runs bench/x.py: name the module as the user typed it.
+    module = f"bench.{script.name}" if script.parent.name == "bench" else script.name
+    command = command or " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:])])
     date = datetime.date.today().isoformat()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg()[:2])
     figures = {

@@ -8,6 +8,7 @@ output was left behind.
 from __future__ import annotations
 
 import ast
+import contextlib
 import errno
 import fcntl
 import json
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -441,23 +443,33 @@ def test_damaged_member_of_a_zip_archive(tmp_path, capsys):
     )
 
 
-def test_two_conversions_into_one_output(disfa, tmp_path):
-    out = tmp_path / "disfa.h5"
+@contextlib.contextmanager
+def lock_holder(code: str, path: Path) -> Iterator[subprocess.Popen]:
+    """Another process that runs ``code`` (a lock on ``path``, then "held"), SIGKILLed after."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from data_prep.common import one_writer\nwith one_writer(Path(sys.argv[1])):\n"
-         "    print('held', flush=True)\n    time.sleep(120)\n", str(out)],
+        [sys.executable, "-c", f"import sys, time\nfrom pathlib import Path\n{code}", str(path)],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_conversions_into_one_output(disfa, tmp_path):
+    out = tmp_path / "disfa.h5"
+    hold = (
+        "from data_prep.common import one_writer\n"
+        "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)"
+    )
+    with lock_holder(hold, out) as holder:
         with pytest.raises(ConversionError) as error:
             convert_disfa(disfa, out)
         expect("E44", str(error.value), out=out, pid=holder.pid, host=socket.gethostname())
         assert sorted(p.name for p in tmp_path.iterdir()) == ["DISFA", "disfa.h5.lock"]
-    finally:
-        holder.kill()  # SIGKILL: the lock file stays behind, naming a dead process
-        holder.wait()
+    # Killed with SIGKILL: the lock file stays behind, naming a dead process.
     assert lock_path(out).read_text() == f"pid {holder.pid} on {socket.gethostname()}\n"
     convert_disfa(disfa, out)  # the dead holder's lock is taken over
     assert len(FrameStore(out)) == 3
@@ -672,21 +684,13 @@ def test_run_folder_that_cannot_be_written(store, fan_file, tmp_path):
 def test_run_folder_another_fit_is_writing(store, fan_file, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from aunet.guards import lock_run_folder; lock_run_folder(Path(sys.argv[1])); "
-         "print('held', flush=True); time.sleep(120)", str(run_dir)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    hold = "from aunet.guards import lock_run_folder\nlock_run_folder(Path(sys.argv[1]))\n" \
+           "print('held', flush=True); time.sleep(120)"  # fmt: skip
+    with lock_holder(hold, run_dir) as holder:
         with pytest.raises(RunFolderError) as error:
             aunet_main(fit_args(store, fan_file, run_dir))
         expect("E42", str(error.value), folder=run_dir, pid=holder.pid, host=socket.gethostname())
         assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing of the 2nd fit
-    finally:
-        holder.kill()
-        holder.wait()
     with run_folders_released():  # the killed holder's lock is taken over
         lock_run_folder(run_dir)
         assert (run_dir / ".lock").read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
