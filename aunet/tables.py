@@ -784,15 +784,24 @@ def _csv_cell(value: Any) -> Any:
 def plot_grouped_bars(
     path: Path, results: Sequence[MethodResults], au_names: Sequence[str], title: str
 ) -> Path:
-    """ICC and MSE per AU and on average, one bar per method in each group. Atomic."""
+    """ICC and MSE per AU and on average, one bar per method in each group. Atomic.
+
+    The methods' legend sits above the ICC chart, outside both charts, so that it covers no bar
+    however tall (inside, it hid the tallest ones).
+    """
     plt = cv.pyplot()
 
     columns = [*au_names, AVERAGE]
     positions = np.arange(len(columns))
     width = 0.85 / max(len(results), 1)
-    figure, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.2 * len(columns)), 7.0))
-    colours = plt.get_cmap("tab10")
-    for axis, (block, label, _) in zip(axes, BLOCKS[:2], strict=True):  # ICC and MSE
+    legend_columns = max(1, min(len(results), 4))
+    legend_rows = -(-len(results) // legend_columns)
+    figure, axes = plt.subplots(
+        2, 1, figsize=(max(8.0, 1.2 * len(columns)), 7.0 + 0.25 * legend_rows)
+    )
+    # Ten colours hold all but the full table (11 rows), which gets twenty (light, dark pairs).
+    colours = plt.get_cmap("tab10" if len(results) <= 10 else "tab20")
+    for axis, (block, label, higher_is_better) in zip(axes, BLOCKS[:2], strict=True):
         for i, result in enumerate(results):
             values = [result.block(block).get(c) for c in columns]
             axis.bar(
@@ -800,12 +809,18 @@ def plot_grouped_bars(
                 [np.nan if v is None else v for v in values],
                 width,
                 label=result.method,
-                color=colours(i % 10),
+                color=colours(i),
             )
-        axis.set_xticks(positions, [*au_names, "Avg."], fontsize=8)
-        axis.set_ylabel(label)
+        axis.set_xticks(positions, [*au_names, "Avg."], fontsize=10)
+        axis.tick_params(axis="y", labelsize=9)
+        better = "higher" if higher_is_better else "lower"
+        axis.set_ylabel(f"{label} ({better} is better)", fontsize=10)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=min(len(results), 4), loc="upper left")
+    # Anchored to the ICC chart's top edge, from outside: tight_layout then makes room for it.
+    axes[0].legend(
+        fontsize=9, ncol=legend_columns, loc="lower center", bbox_to_anchor=(0.5, 1.02),
+        frameon=False,
+    )  # fmt: skip
     return cv.save_figure(figure, path, title)
 
 
