@@ -23,7 +23,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.training.common import add_scheduled_param_group
-from aunet.visualise import au_panel
+from aunet.visualise import prediction_and_target
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -350,16 +350,14 @@ class HeatmapOverlays(Callback):
                 face = (face * 255).clip(0, 255).astype(np.uint8)
             names = module.au_names
             rows.append(
-                au_panel(
+                prediction_and_target(
                     face,
                     predicted_maps[i].cpu().numpy(),
+                    targets[i].cpu().numpy(),
                     names,
                     predicted[i].tolist(),
                     truth[i].tolist(),
                 )
-            )
-            rows.append(
-                au_panel(face, targets[i].cpu().numpy(), names, truth[i].nan_to_num(0).tolist())
             )
         return np.concatenate(rows, axis=0)
 
