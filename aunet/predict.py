@@ -532,10 +532,12 @@ def predict(
 
 
 def plot_csv(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
-    """Plot every ``AU.._r`` column of an aunet-predict (or OpenFace) CSV over time.
+    """Plot the ``AU.._r`` columns of an aunet-predict (or OpenFace) CSV over time.
 
     x is ``timestamp`` for a single video's CSV and the row number when an ``input`` column
-    shows several files; empty cells (no face) are gaps.
+    shows several files. Frames without a face (``success`` 0, whose AU cells OpenFace's layout
+    fills with 0; empty cells in aunet's) are gaps, and AUs without a number in any row (the
+    ``nan`` columns of AUs the model does not estimate) get no row, unless no AU has one.
     """
     with open(csv_path, newline="") as file:
         rows = list(csv.reader(file, skipinitialspace=True))  # OpenFace writes ", "
@@ -546,6 +548,12 @@ def plot_csv(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
         return np.array([float(row[index]) if row[index] else np.nan for row in body])
 
     intensities = np.stack([column(i) for i in au_columns], axis=1).reshape(len(body), -1)
+    if "success" in header:
+        intensities[column(header.index("success")) != 1] = np.nan
+    estimated = ~np.isnan(intensities).all(axis=0)
+    if estimated.any():
+        au_columns = [i for i, keep in zip(au_columns, estimated, strict=True) if keep]
+        intensities = intensities[:, estimated]
     if "input" in header:
         x, xlabel = np.arange(1, len(body) + 1), "row (frames in input order)"
     else:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from checkpoint_factories import IMAGE_SIZE, untrained_module
 
-from aunet import visualise
+from aunet import predict, visualise
 from aunet.aus import DATASET_AUS
 from aunet.training.callbacks import HeatmapOverlays
 
@@ -146,3 +146,23 @@ def test_intensity_plot_says_what_its_curves_and_gaps_are():
     assert "0-5" in figure.get_suptitle() and "gaps: no face found" in figure.get_suptitle()
     assert [axis.get_ylabel() for axis in figure.axes] == ["AU01", "AU12"]
     assert figure.axes[-1].get_xlabel() == "row"
+
+
+def test_plot_of_an_openface_csv_has_gaps_without_a_face_and_no_rows_for_unestimated_aus(
+    tmp_path, monkeypatch
+):
+    """OpenFace's layout writes 0 in the AU cells of a frame without a face, and nan columns
+    for the AUs the model does not estimate: neither is an intensity to draw."""
+    lines = ["frame,face_id,timestamp,confidence,success,AU01_r,AU07_r,AU12_r,AU01_c"]
+    lines += [f"{n},0,{n / 25:.3f},0.9,{int(n != 2)},{0 if n == 2 else 1.5},nan,2.0,0"
+              for n in range(1, 5)]  # fmt: skip
+    (tmp_path / "openface.csv").write_text("\n".join(lines) + "\n")
+    drawn = {}
+    monkeypatch.setattr(predict, "plot_intensities", lambda *args: drawn.update(args=args))
+    predict.plot_csv(tmp_path / "openface.csv", tmp_path / "plot.png")
+    x, intensities, names, _, xlabel = drawn["args"]
+    assert names == ["AU01", "AU12"] and xlabel == "time (s)"
+    np.testing.assert_allclose(x, [0.04, 0.08, 0.12, 0.16])
+    np.testing.assert_array_equal(
+        intensities, [[1.5, 2.0], [np.nan, np.nan], [1.5, 2.0], [1.5, 2.0]]
+    )
