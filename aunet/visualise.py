@@ -2,7 +2,9 @@
 
 Pure numpy/OpenCV so that training callbacks, ``aunet-predict --overlay`` and notebooks share one
 drawing code. Images are RGB uint8; heatmaps are on the 0-5 intensity scale. The one exception,
-:func:`plot_intensities` (``aunet-predict --plot``), draws with matplotlib's Agg canvas.
+:func:`intensity_figure` (``aunet-predict --plot``), draws with matplotlib's Agg canvas. Every
+picture says what it shows: which maps are predicted and which are targets, what each number
+is (``pred``, ``true``), and what the colours mean (:func:`key_band`).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def _label(panel: np.ndarray, text: str, scale: float | None = None) -> None:
     :data:`MIN_FONT_SCALE`) where the text would not fit the panel's width.
     """
     # A margin each side, so that the labels of panels side by side do not run into each other.
-    scale = _fitting_scale(text, panel.shape[1] - 12, scale or max(0.3, panel.shape[1] / 320))
+    width = panel.shape[1]
+    scale = _fitting_scale(text, width - 12, scale or max(MIN_FONT_SCALE, width / 320))
     band = _band_height(scale)
     panel[:band] = (panel[:band] * 0.35).astype(np.uint8)
     _put_text(panel, text, 3, band, scale)
@@ -243,7 +246,7 @@ def frame_overlay(
     """
     height = panel.shape[0]
     width = round(height * 4 / 3)
-    text_scale = max(0.3, height / 512)
+    text_scale = max(MIN_FONT_SCALE, height / 512)
     key = key_band(width, scale=text_scale)
     room = height - key.shape[0]  # the frame's, above the key
     scale = min(width / frame.shape[1], room / frame.shape[0])
