@@ -328,6 +328,53 @@ def test_save_fan_round_trip_keeps_config_and_weights(tmp_path) -> None:
     assert_same_output(loaded, fan)
 
 
+def test_int8_storage_rounds_each_filter_to_its_channel_scale_and_loads_as_float32(
+    tmp_path,
+) -> None:
+    fan = randomise(FAN(TINY)).eval()
+    path = tmp_path / "fan.pt"
+    save_fan(fan, path, storage="int8")
+    stored = torch.load(path, weights_only=True)
+    filters = {k for k, v in fan.state_dict().items() if v.dim() >= 2}
+    assert set(stored["int8"]) == filters
+    loaded = load_fan(path)
+    for key, original in fan.state_dict().items():
+        restored = loaded.state_dict()[key]
+        assert restored.dtype == original.dtype
+        if key in filters:
+            # Symmetric per-output-channel scale: the channel's largest magnitude over 127,
+            # so each value is off by at most half a step of its own channel.
+            step = original.abs().flatten(1).amax(dim=1) / 127
+            error = (restored - original).abs().flatten(1).amax(dim=1)
+            assert torch.all(error <= step / 2 + 1e-7), key
+            assert torch.equal(restored.abs().flatten(1).amax(dim=1), step * 127), key
+        elif original.is_floating_point():
+            assert torch.equal(restored, original.half().float()), key
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), fan(images), atol=0.05 * fan(images).abs().max())
+    assert path.stat().st_size < 0.35 * _float32_size(fan, tmp_path)
+
+
+def _float32_size(fan: FAN, folder) -> int:
+    path = folder / "fan32.pt"
+    save_fan(fan, path)
+    return path.stat().st_size
+
+
+def test_an_int8_entry_without_per_channel_scales_is_named(tmp_path) -> None:
+    fan = FAN(TINY)
+    path = tmp_path / "fan.pt"
+    save_fan(fan, path, storage="int8")
+    payload = torch.load(path, weights_only=True)
+    payload["int8"]["conv1.weight"]["scale"] = torch.ones(3)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=r"fan\.pt: int8 entry 'conv1\.weight' must hold"):
+        load_fan(path)
+    with pytest.raises(ValueError, match="storage must be as_is, float16 or int8"):
+        save_fan(fan, path, storage="int4")
+
+
 @pytest.mark.parametrize("with_config", [True, False])
 def test_lightning_checkpoint_of_fanmodule(with_config: bool, tmp_path) -> None:
     fan = randomise(FAN(dataclasses.replace(TINY, upsampling="nearest")))

@@ -37,7 +37,7 @@ def test_the_shipped_fan_is_the_recorded_light_fan_and_locates_landmarks_as_reco
     assert nme < 1.5 * record["val_nme"], (nme, record["val_nme"])
 
 
-def test_shipping_writes_float16_weights_scoring_as_the_checkpoint_and_their_record(
+def test_shipping_writes_int8_filters_scoring_as_the_checkpoint_and_their_record(
     tmp_path, landmark_store
 ):
     config = dataclasses.replace(LIGHT_FAN_CONFIG, width=16, depth=2)
@@ -46,8 +46,12 @@ def test_shipping_writes_float16_weights_scoring_as_the_checkpoint_and_their_rec
     target = tmp_path / "assets" / "fan_synthetic.pt"
     record = shipped_fan.ship(source, landmark_store, target, command="make fan")
 
-    stored = torch.load(target, weights_only=True)["state_dict"]
-    assert {v.dtype for k, v in stored.items() if v.is_floating_point()} == {torch.float16}
+    stored = torch.load(target, weights_only=True)
+    assert {v.dtype for v in stored["state_dict"].values() if v.is_floating_point()} == {
+        torch.float16
+    }
+    assert {entry["values"].dtype for entry in stored["int8"].values()} == {torch.int8}
+    assert record["storage"] == "int8"
     assert record == json.loads(target.with_suffix(".json").read_text())
     assert record["sha256"] == shipped_fan.sha256(target)
     assert record["architecture"] == dataclasses.asdict(config)
