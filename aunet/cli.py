@@ -442,6 +442,9 @@ def wandb_run_finished() -> Iterator[None]:
 
     Lightning's W&B logger reuses a run already in progress, so without this a second fit in
     one Python process (a notebook, a test) would log into the first fit's run and folder.
+    ``wandb.finish`` returns before W&B's service has written the whole run file (an offline
+    run read back at once held only its header, in some runs out of three), so the service is
+    stopped too, which waits for it; the next run starts a new one.
     """
     try:
         yield
@@ -449,6 +452,7 @@ def wandb_run_finished() -> Iterator[None]:
         wandb = sys.modules.get("wandb")
         if wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.finish()
+            wandb.teardown()
 
 
 def main(args: list[str] | None = None) -> None:
