@@ -30,7 +30,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -58,6 +58,8 @@ from aunet.training.callbacks import (
     MetricsJson,
     RepairRestartAtEpochEnd,
     StopOnNonFiniteLoss,
+    WandbCheckpoints,
+    WandbSummary,
 )
 from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
@@ -87,6 +89,8 @@ class RunSettings:
             checkpoint's in what the run learns (the data, the optimisation, the seed); without
             it such a resume is refused with the differences listed. Changes to how long and
             where the run goes (``max_epochs``, devices, logging) are always allowed.
+        wandb_checkpoints: at the end of a fit, log its best checkpoint and ``last.ckpt`` as
+            W&B model artifacts (W&B copies each file, hence off by default).
     """
 
     dir: str | None = None
@@ -96,6 +100,7 @@ class RunSettings:
     overlay_every_n_epochs: int = 5
     checkpoint_every_n_steps: int = 0
     allow_config_change: bool = False
+    wandb_checkpoints: bool = False
 
 
 def wandb_offline(mode: WandbMode) -> bool:
@@ -180,29 +185,28 @@ class LogConfigToLoggers(SaveConfigCallback):
         super().__init__(*args, **kwargs)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Write ``config.yaml`` (rank zero) and send it to the loggers' hyperparameters."""
+        """Write ``config.yaml`` (rank zero) and log the config, complete, to W&B."""
         folder = Path(trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, folder / self.config_filename, **KEEP_NONE_VALUES,
                          overwrite=True, multifile=False)  # fmt: skip
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_hyperparams(self.config.as_dict())
+            if isinstance(logger, AUNetWandbLogger):
+                logger.log_run_config(complete_config(self.config.as_dict(), pl_module))
 
 
-class WandbSummary(Callback):
-    """Make the W&B summary show the best value of the monitored metric, not the last."""
+def complete_config(config: dict[str, Any], pl_module: pl.LightningModule) -> dict[str, Any]:
+    """The config with ``model.init_args`` as the model was built, for the W&B run config.
 
-    def __init__(self, metric: str, mode: str) -> None:
-        self.metric = metric
-        self.summary = "max" if mode == "max" else "min"
-
-    @rank_zero_only
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Declare the metric once the W&B run exists."""
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.define_metric(self.metric, summary=self.summary)
+    ``config.yaml`` keeps the options as given (so that it runs again); the values linked from
+    the data when the classes are built (the AU list, the crop settings) and those the module
+    resolves (the FAN's architecture) are only in the module's hyperparameters.
+    """
+    init_args = (config.get("model") or {}).get("init_args")
+    if isinstance(init_args, dict):
+        built = pl_module.hparams_initial
+        init_args.update({key: built[key] for key in init_args if key in built})
+    return config
 
 
 def last_checkpoint_callback(checkpoints: Path, **trigger: Any) -> ModelCheckpoint:
@@ -345,22 +349,23 @@ class AUNetCLI(LightningCLI):
         """
         metric, mode = self.monitor
         checkpoints = folder / CHECKPOINT_FOLDER
+        best = ModelCheckpoint(
+            dirpath=checkpoints,
+            filename=BEST_CHECKPOINT_NAME,
+            monitor=metric,
+            mode=mode,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        )
         callbacks: list[Callback] = [
-            ModelCheckpoint(
-                dirpath=checkpoints,
-                filename=BEST_CHECKPOINT_NAME,
-                monitor=metric,
-                mode=mode,
-                save_top_k=1,
-                auto_insert_metric_name=False,
-            ),
+            best,
             # Not save_last=True above: since Lightning 2.6 that rewrites last.ckpt only when a
             # new best is saved at the same step, so last.ckpt stayed at the best epoch. At the
             # train epoch end: after the epoch's validation, and in epochs without one too.
             last_checkpoint_callback(checkpoints, save_on_train_epoch_end=True),
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
-            WandbSummary(metric, mode),
+            WandbSummary(best),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
             CheckpointOnSigterm(checkpoints / LAST_CHECKPOINT),
             ConfigInCheckpoint(self.given_config),
@@ -373,6 +378,8 @@ class AUNetCLI(LightningCLI):
                     checkpoints, every_n_train_steps=settings.checkpoint_every_n_steps
                 )
             )
+        if settings.wandb_checkpoints:  # to the W&B logger; none when W&B is disabled
+            callbacks.append(WandbCheckpoints(folder))
         return callbacks
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:

@@ -38,3 +38,9 @@ def best_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         if match:
             found.append((int(match["epoch"]), int(match["version"] or 0), path))
     return max(found)[2] if found else None
+
+
+def best_checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The epoch (0-based, as Lightning counts) in a best checkpoint's file name, or None."""
+    match = _BEST_FILE.fullmatch(Path(path).name)
+    return int(match["epoch"]) if match else None

@@ -1,4 +1,4 @@
-"""Callbacks: heatmap overlays, metrics.json, unfreezing, checkpoints on SIGTERM, checkpoint IO."""
+"""Callbacks: heatmap overlays, metrics.json, W&B summary and artifacts, unfreezing, checkpoints."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import BaseFinetuning, Callback
+from pytorch_lightning.callbacks import BaseFinetuning, Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from aunet.run_checkpoints import best_checkpoint, best_checkpoint_epoch, last_checkpoint
 from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import prediction_and_target
 
@@ -279,6 +280,90 @@ class MetricsJson(Callback):
 
 def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _wandb_runs(trainer: pl.Trainer) -> list[Any]:
+    """The W&B runs of the trainer's W&B loggers (none when W&B is disabled)."""
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+class WandbSummary(Callback):
+    """Make the W&B run summary describe one epoch: the last validated one, the final model's.
+
+    W&B's summary holds each metric's last logged value, and ``make cv`` scores each run's final
+    model (``last.ckpt``, written after its epoch's validation). At the fit's end the summary's
+    ``val/...`` values are set to the last validation's, all of one epoch, and ``epoch`` to
+    that epoch (0-based, as W&B's ``epoch`` axis and the checkpoint names count it; with
+    validation every epoch, the default, it is the final model's). The best epoch by the
+    monitored metric goes under names of its own, ``best/<metric>`` and ``best/epoch``
+    (``best/val/icc_mean``), never mixed with the final epoch's values.
+
+    Args:
+        best: the checkpoint callback that keeps the best epoch by the monitored metric.
+    """
+
+    def __init__(self, best: ModelCheckpoint) -> None:
+        self.best = best
+        self._validated: tuple[int, dict[str, float]] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keep the epoch's validation values (logged by the module by now)."""
+        if trainer.sanity_checking:
+            return
+        values = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        self._validated = (trainer.current_epoch, values)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the summary; a fit that validated nothing (a finished run resumed) leaves it."""
+        if self._validated is None:
+            return
+        epoch, values = self._validated
+        summary: dict[str, Any] = {**values, "epoch": epoch}
+        if self.best.best_model_score is not None:
+            summary[f"best/{self.best.monitor}"] = float(self.best.best_model_score)
+            summary["best/epoch"] = best_checkpoint_epoch(self.best.best_model_path)
+        for run in _wandb_runs(trainer):
+            run.summary.update(summary)
+
+
+class WandbCheckpoints(Callback):
+    """Log the run's best and final checkpoints as W&B model artifacts when its fit ends.
+
+    Both are versions of one artifact, ``model-<W&B run id>`` (type ``model``), aliased
+    ``best`` and ``last`` (W&B adds ``latest`` to the last one logged, the final model). W&B
+    copies each file (to its staging folder until the upload, then to its servers), hence off
+    by default (``--run.wandb_checkpoints true``). A fit stopped by SIGTERM, to be resumed,
+    logs nothing: its resumed fit logs at its end.
+
+    Args:
+        run_dir: the run folder (``checkpoints/`` in it).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the checkpoints there are, best first, so that ``latest`` is the final model."""
+        if trainer.received_sigterm:
+            return
+        import wandb
+
+        files = [(best_checkpoint(self.run_dir), "best"), (last_checkpoint(self.run_dir), "last")]
+        for run in _wandb_runs(trainer):
+            for path, alias in files:
+                if path is None or not path.is_file():
+                    continue
+                artifact = wandb.Artifact(
+                    f"model-{run.id}", type="model", metadata={"checkpoint": path.name}
+                )
+                artifact.add_file(str(path))
+                run.log_artifact(artifact, aliases=[alias])
 
 
 class HeatmapOverlays(Callback):

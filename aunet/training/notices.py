@@ -78,13 +78,24 @@ def silence_third_party_notices() -> None:
 
 
 class AUNetWandbLogger(WandbLogger):
-    """Lightning's W&B logger without its ``anonymous=None`` argument to ``wandb.init``.
+    """Lightning's W&B logger without its ``anonymous=None`` argument, and with one config.
 
     wandb (0.31 here) has no anonymous mode left and warns whenever the setting is passed, even
     as None; Lightning passes it always. A value given explicitly is kept (and wandb warns).
+
+    The W&B run config is the run's whole config, logged once (:meth:`log_run_config`): the
+    hyperparameters Lightning sends at every start, the module's flat beside it, are in it
+    already (``model.init_args``), so :meth:`log_hyperparams` drops them.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self._wandb_init.get("anonymous", False) is None:
             del self._wandb_init["anonymous"]
+
+    def log_hyperparams(self, params: Any) -> None:
+        """Nothing: the module's hyperparameters are part of the run config logged once."""
+
+    def log_run_config(self, config: dict[str, Any]) -> None:
+        """Log ``config`` (the run's whole config, nested) as the W&B run config."""
+        super().log_hyperparams(config)
