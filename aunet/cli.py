@@ -10,7 +10,9 @@ holding the resolved ``config.yaml``, ``checkpoints/`` (best by the monitored me
 ``last.ckpt``, the state at the latest epoch end or save point), ``metrics.json``, the CSV logs
 (``csv/version_<n>/metrics.csv``, one per start), heatmap overlay PNGs and the W&B run files.
 W&B is offline unless you are logged in or set ``WANDB_MODE=online``; ``wandb sync`` uploads
-later.
+later. An evaluation (``validate``, ``test``, ``predict``) of a run's checkpoint, or given a
+run's folder, gets a folder and a W&B run of its own inside that run's folder,
+``<run>/<subcommand>/<timestamp>/``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ from aunet.guards import (
     writable_run_folder,
 )
 from aunet.models.registry import USES_FAN
-from aunet.run_checkpoints import BEST_CHECKPOINT_NAME, CHECKPOINT_FOLDER, LAST_CHECKPOINT
+from aunet.run_checkpoints import (
+    BEST_CHECKPOINT_NAME,
+    CHECKPOINT_FOLDER,
+    LAST_CHECKPOINT,
+    run_of_checkpoint,
+)
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
     CONFIG_IN_CHECKPOINT,
@@ -70,6 +77,8 @@ from aunet.training.requeue import SlurmRequeue
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 #: W&B job type of a run per subcommand (the summary runs: ``cv-report``, ``table``).
 JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
+#: The file a run folder's resolved config is saved to (LightningCLI's default name).
+CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -135,6 +144,37 @@ def wandb_run_id(folder: Path) -> str:
             os.link(offered, id_file)
         offered.unlink()
     return id_file.read_text().strip()
+
+
+@dataclass(frozen=True)
+class EvaluatedRun:
+    """The training run an evaluation (validate, test, predict) evaluates a checkpoint of.
+
+    Args:
+        dir: the training run's folder.
+        checkpoint: the checkpoint evaluated.
+        epoch: the checkpoint's epoch (0-based; None if it records none).
+    """
+
+    dir: Path
+    checkpoint: str
+    epoch: int | None
+
+    def wandb_config(self) -> dict[str, Any]:
+        """The evaluation's W&B config field ``training_run``, linking it to the training run.
+
+        ``{"training_run": {"dir", "wandb_id", "checkpoint", "epoch"}}``; ``wandb_id`` is None
+        for a training run without W&B.
+        """
+        id_file = self.dir / "wandb_id"
+        wandb_id = id_file.read_text().strip() if id_file.is_file() else None
+        fields = {"dir": str(self.dir), "wandb_id": wandb_id, "checkpoint": self.checkpoint}
+        return {"training_run": {**fields, "epoch": self.epoch}}
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run already (its ``config.yaml`` or its checkpoints)."""
+    return (folder / CONFIG_FILE).is_file() or (folder / CHECKPOINT_FOLDER).is_dir()
 
 
 def wandb_disabled(mode: WandbMode) -> bool:
@@ -240,7 +280,7 @@ class AUNetCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         silence_third_party_notices()  # before the Trainer logs Lightning's tip
         kwargs.setdefault("save_config_callback", LogConfigToLoggers)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True, "config_filename": CONFIG_FILE})
         kwargs.setdefault("trainer_class", AUNetTrainer)  # trainer.precision takes ``auto``
         super().__init__(*args, **kwargs)
 
@@ -251,6 +291,8 @@ class AUNetCLI(LightningCLI):
         PyTorch's long message for a refused or damaged file); this gives aunet's messages
         (``docs/errors.md``, E33, E34 and E37) first, and compares the config given with the
         checkpoint's before LightningCLI replaces the model's part with the checkpoint's.
+        An evaluation's ``last`` becomes the file it names: the evaluation runs in a folder of
+        its own, where Lightning would look for it.
         """
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -261,10 +303,16 @@ class AUNetCLI(LightningCLI):
         folder = config.get("run", {}).get("dir")
         if checkpoint == "last" and folder:  # Lightning's "last": the run folder's last.ckpt
             checkpoint = str(Path(folder) / CHECKPOINT_FOLDER / LAST_CHECKPOINT)
+        #: The training run whose checkpoint an evaluation evaluates (None for a fit).
+        self.evaluated_run: EvaluatedRun | None = None
         if checkpoint and Path(checkpoint).is_file():
             state = AtomicCheckpointIO().load_checkpoint(checkpoint)
             check_model_class(checkpoint, state)
             if subcommand != "fit":  # validate/test/predict evaluate it: nothing is resumed
+                config["ckpt_path"] = checkpoint
+                run = run_of_checkpoint(checkpoint)
+                if run is not None:
+                    self.evaluated_run = EvaluatedRun(run, checkpoint, state.get("epoch"))
                 return
             allow = bool(config.get("run", {}).get("allow_config_change"))
             saved = state.get(CONFIG_IN_CHECKPOINT)
@@ -291,11 +339,22 @@ class AUNetCLI(LightningCLI):
         parser.add_class_arguments(RunSettings, "run")
 
     def run_folder(self) -> Path:
-        """The run folder: given, or named from the experiment, dataset, fold and time."""
+        """The run folder: given, or named from the experiment, dataset, fold and time.
+
+        An evaluation never writes into another run's folder (it would replace that run's
+        ``config.yaml`` and continue its W&B run): given a run's folder (``--config
+        <run>/config.yaml``), or else evaluating a run's checkpoint, it runs in
+        ``<run>/<subcommand>/<timestamp>/``.
+        """
         settings: RunSettings = self.config_init[self.subcommand]["run"]
-        if settings.dir:
-            return Path(settings.dir)
+        given = Path(settings.dir) if settings.dir else None
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        if self.subcommand != "fit" and (given is None or holds_run(given)):
+            host = given or (self.evaluated_run.dir if self.evaluated_run else None)
+            if host is not None:
+                return host / self.subcommand / stamp
+        if given is not None:
+            return given
         return Path("runs") / settings.experiment / self.dataset_name() / self.fold_name() / stamp
 
     def dataset_name(self) -> str:
@@ -324,6 +383,9 @@ class AUNetCLI(LightningCLI):
         own_wandb_service()
         run_id = wandb_run_id(folder)
         group = f"{settings.experiment}-{self.dataset_name()}"
+        # An evaluation's W&B run names the training run it evaluates (a config field to
+        # filter by, and its folder).
+        link = {} if self.evaluated_run is None else {"config": self.evaluated_run.wandb_config()}
         loggers.append(
             AUNetWandbLogger(  # no anonymous=None to wandb.init, which warns at any value
                 project=settings.wandb_project,
@@ -336,6 +398,7 @@ class AUNetCLI(LightningCLI):
                 offline=wandb_offline(settings.wandb),
                 id=run_id,
                 resume="allow",
+                **link,
             )
         )
         return loggers

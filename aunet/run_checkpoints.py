@@ -44,3 +44,14 @@ def best_checkpoint_epoch(path: str | os.PathLike) -> int | None:
     """The epoch (0-based, as Lightning counts) in a best checkpoint's file name, or None."""
     match = _BEST_FILE.fullmatch(Path(path).name)
     return int(match["epoch"]) if match else None
+
+
+def run_of_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The run folder a checkpoint belongs to, or None for a file outside any run folder.
+
+    ``<run>/checkpoints/<name>.ckpt``, or a file in the run folder itself (SLURM's
+    ``hpc_ckpt_<n>.ckpt``); a run folder is one holding ``checkpoints/``.
+    """
+    path = Path(path)
+    run = path.parent.parent if path.parent.name == CHECKPOINT_FOLDER else path.parent
+    return run if (run / CHECKPOINT_FOLDER).is_dir() else None
