@@ -14,13 +14,17 @@ from aunet.models import FAN, FANConfig, save_fan
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("inputs")
+def write_inputs(folder: Path) -> tuple[Path, Path]:
+    """A tiny DISFA-like store and a tiny FAN for ``adapt`` fits."""
     store = write_store(folder / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
     fan = folder / "fan.pt"
     save_fan(FAN(FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3)), fan)
     return store, fan
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    return write_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def command(subcommand: str, inputs: tuple[Path, Path], run_dir: Path, *extra: str) -> list[str]:
