@@ -428,7 +428,7 @@ class AUNetCLI(LightningCLI):
             last_checkpoint_callback(checkpoints, save_on_train_epoch_end=True),
             MetricsJson(folder / "metrics.json"),
             LearningRateMonitor(logging_interval="epoch"),
-            WandbSummary(best),
+            WandbSummary(best, self.evaluated_run.epoch if self.evaluated_run else None),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)
             CheckpointOnSigterm(checkpoints / LAST_CHECKPOINT),
             ConfigInCheckpoint(self.given_config),

@@ -98,6 +98,7 @@ def test_summary_describes_the_final_models_epoch(runs):
     (evaluation,) = trained.glob("validate/*")
     measured = final_summary(evaluation)
     assert same(measured["val/icc_mean"], summary["val/icc_mean"])
+    assert measured["epoch"] == final  # the evaluated checkpoint's epoch
 
 
 def test_config_is_logged_once_and_complete(runs):

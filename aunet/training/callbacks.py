@@ -20,6 +20,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import BaseFinetuning, Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.run_checkpoints import best_checkpoint, best_checkpoint_epoch, last_checkpoint
@@ -298,17 +299,25 @@ class WandbSummary(Callback):
     monitored metric goes under names of its own, ``best/<metric>`` and ``best/epoch``
     (``best/val/icc_mean``), never mixed with the final epoch's values.
 
+    An evaluation (validate, test) measures one checkpoint: its summary's ``epoch`` is that
+    checkpoint's, not the 0 Lightning logs for an evaluation's only epoch.
+
     Args:
         best: the checkpoint callback that keeps the best epoch by the monitored metric.
+        evaluated_epoch: for an evaluation, the epoch of the checkpoint it evaluates.
     """
 
-    def __init__(self, best: ModelCheckpoint) -> None:
+    def __init__(self, best: ModelCheckpoint, evaluated_epoch: int | None = None) -> None:
         self.best = best
+        self.evaluated_epoch = evaluated_epoch
         self._validated: tuple[int, dict[str, float]] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Keep the epoch's validation values (logged by the module by now)."""
+        """Keep a fit's epoch's validation values (logged by the module by now)."""
         if trainer.sanity_checking:
+            return
+        if trainer.state.fn != TrainerFn.FITTING:
+            self._name_evaluated_epoch(trainer)
             return
         values = {
             key: float(value)
@@ -329,6 +338,16 @@ class WandbSummary(Callback):
             summary["best/epoch"] = best_checkpoint_epoch(self.best.best_model_path)
         for run in _wandb_runs(trainer):
             run.summary.update(summary)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Name the tested checkpoint's epoch."""
+        self._name_evaluated_epoch(trainer)
+
+    @rank_zero_only
+    def _name_evaluated_epoch(self, trainer: pl.Trainer) -> None:
+        if self.evaluated_epoch is not None:
+            for run in _wandb_runs(trainer):
+                run.summary.update({"epoch": self.evaluated_epoch})
 
 
 class WandbCheckpoints(Callback):
