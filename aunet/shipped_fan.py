@@ -116,6 +116,7 @@ def ship(
     store: str | os.PathLike = LANDMARK_STORE,
     target: str | os.PathLike = SHIPPED_FAN,
     command: str = "make fan",
+    commit: str | None = None,
 ) -> dict[str, Any]:
     """Write ``checkpoint``'s FAN as the shipped FAN (int8 filters) with its provenance record.
 
@@ -127,6 +128,8 @@ def ship(
         store: the landmark store it was trained on.
         target: the weights' path; the record goes beside it as ``.json``.
         command: the command that built ``checkpoint``.
+        commit: the commit it was built at; None takes HEAD (``+dirty`` when the tree differs),
+            right when shipping straight after ``make fan``.
 
     Returns:
         The provenance record.
@@ -141,7 +144,7 @@ def ship(
         "storage": STORAGE,
         "architecture": dataclasses.asdict(shipped.config),
         "command": command,
-        "commit": _git_commit(),
+        "commit": commit or _git_commit(),
         "date": datetime.date.today().isoformat(),
         "machine": _machine(),
         "training": _training_of(checkpoint),
@@ -197,8 +200,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="the FAN `make fan` built")
     parser.add_argument("--store", default=str(LANDMARK_STORE), help="its landmark store")
+    parser.add_argument(
+        "--commit", help="the commit `make fan` ran at, when not HEAD (re-encoding an older FAN)"
+    )
     args = parser.parse_args(argv)
-    record = ship(args.checkpoint, args.store)
+    record = ship(args.checkpoint, args.store, commit=args.commit)
     print(json.dumps(record, indent=2))
 
 

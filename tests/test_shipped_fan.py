@@ -27,6 +27,8 @@ def test_the_shipped_fan_is_the_recorded_light_fan_and_locates_landmarks_as_reco
     record = shipped_fan.read_provenance()
     assert record["sha256"] == shipped_fan.sha256(shipped_fan.SHIPPED_FAN)
     assert record["file"] == shipped_fan.SHIPPED_FAN.name
+    # The one weights file the repository may hold stays small (int8 filters: 1.8 MiB).
+    assert record["bytes"] == shipped_fan.SHIPPED_FAN.stat().st_size < 2 * 2**20
     fan = load_fan(shipped_fan.SHIPPED_FAN)
     assert fan.config == LIGHT_FAN_CONFIG
     assert record["architecture"] == dataclasses.asdict(LIGHT_FAN_CONFIG)
@@ -44,7 +46,7 @@ def test_shipping_writes_int8_filters_scoring_as_the_checkpoint_and_their_record
     source = tmp_path / "fan.pt"
     save_fan(FAN(config).eval(), source)
     target = tmp_path / "assets" / "fan_synthetic.pt"
-    record = shipped_fan.ship(source, landmark_store, target, command="make fan")
+    record = shipped_fan.ship(source, landmark_store, target, command="make fan", commit="0123abc")
 
     stored = torch.load(target, weights_only=True)
     assert {v.dtype for v in stored["state_dict"].values() if v.is_floating_point()} == {
@@ -56,10 +58,13 @@ def test_shipping_writes_int8_filters_scoring_as_the_checkpoint_and_their_record
     assert record["sha256"] == shipped_fan.sha256(target)
     assert record["architecture"] == dataclasses.asdict(config)
     assert record["command"] == "make fan" and record["training"] == {}
+    assert record["commit"] == "0123abc"
     original = shipped_fan.validation_nme(load_fan(source), landmark_store)
     assert record["val_nme"] == pytest.approx(original, rel=0.02)
     assert not list(target.parent.glob(".*.tmp"))
-    assert shipped_fan.describe(target.with_suffix(".json")).startswith("`make fan` at commit ")
+    assert shipped_fan.describe(target.with_suffix(".json")).startswith(
+        "`make fan` at commit 0123abc"
+    )
 
 
 def test_a_record_without_its_fields_names_the_file_and_what_it_lacks(tmp_path):
