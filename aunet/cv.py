@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import yaml
 
+from aunet import progress
 from aunet.bootstrap import DEFAULT_SETTINGS, BootstrapSettings, format_interval, intervals
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import (
@@ -423,7 +424,8 @@ def predict_run(
     The data (store, fold, input size, loader settings) come from the run's ``config.yaml``;
     the model from the checkpoint alone (its saved FAN architecture, not the FAN file). The
     loop is plain PyTorch on one device, so it runs the same inside a SLURM allocation of
-    any shape and with no Lightning ``Trainer``.
+    any shape and with no Lightning ``Trainer``. A progress bar on stderr counts the batches
+    (:func:`aunet.progress.track`): a fold of DISFA takes a minute or more.
 
     Args:
         run_dir: a run folder of ``aunet fit``.
@@ -446,7 +448,10 @@ def predict_run(
     require_same_aus(model.au_names, data.au_names, run_dir, data.path)
     model.to(device).eval()
     indices, preds, truth = [], [], []
-    for batch_idx, batch in enumerate(data.predict_dataloader()):
+    loader = data.predict_dataloader()
+    label = f"predicting {run_dir.parent.name}/{run_dir.name}"  # fits one terminal line
+    batches = progress.track(loader, label, len(loader))
+    for batch_idx, batch in enumerate(batches):
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model.predict_step(batch, batch_idx)
         indices.append(output["index"].cpu().numpy())

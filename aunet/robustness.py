@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aunet import cv
+from aunet import cv, progress
 from aunet.bootstrap import DEFAULT_SETTINGS, format_interval, intervals
 from aunet.data.augment import Resize
 from aunet.data.crop import CropBox, crop_affine, transform_points
@@ -302,7 +302,7 @@ def predict_perturbed(
         collate_fn=collate_frames,
     )
     predicted, true = [], []
-    for batch in loader:
+    for batch in progress.track(loader, f"noise {noise_px:g} px", len(loader)):
         intensities, _ = model.predict_intensities(batch["image"].to(device))
         predicted.append(intensities.double().cpu().numpy())
         true.append(batch["au"].double().numpy())

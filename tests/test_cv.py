@@ -256,12 +256,15 @@ def test_plan_load_names_a_bad_file(tmp_path):
         cv.CVPlan.load(path)
 
 
-def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path):
+def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path, capsys):
     """Against the module applied directly to the fold's held-out frames."""
     run, module, data_config = untrained_run(tmp_path, fold=2, batch_size=5)
     store = data_config["path"]
     (tmp_path / "fan.pt").unlink()  # the checkpoint alone rebuilds the model
     predictions = cv.predict_run(run, "last", device="cpu")
+    progress = capsys.readouterr().err.splitlines()  # the bar, one line per tenth off a terminal
+    assert progress[-1].startswith(f"predicting {tmp_path.name}/run [####################] 100% "
+                                   "4/4 batches")  # fmt: skip
 
     data = AUDataModule(**data_config)
     rows = data.rows("predict")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from aunet.progress import Stages, format_duration
+from aunet.progress import Stages, format_duration, track
 from aunet.training.expected_time import ExpectedTime
 
 STEP_SECONDS = 0.5
@@ -81,3 +83,43 @@ def test_durations_and_stage_lines(capsys):
     stages = Stages(["stores", "FAN", "training", "report"])
     stages.start("FAN", "none: scratch uses no FAN")
     assert capsys.readouterr().out == "\n[2/4] FAN: none: scratch uses no FAN\n"
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def consume(stream: io.StringIO, total: int, seconds_per_step: float) -> None:
+    """Run a loop of ``total`` steps under :func:`track` on a clock of ``seconds_per_step``."""
+    clock = FakeClock()
+    for _ in track(range(total), "predicting fold1", total, stream=stream, clock=clock):
+        clock.now += seconds_per_step
+
+
+def test_a_progress_bar_in_a_log_is_a_line_per_tenth_with_the_time_left():
+    stream = io.StringIO()
+    consume(stream, 20, seconds_per_step=3.0)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 11  # 0%, 10%, ..., 100%: a log is not flooded
+    assert lines[0] == "predicting fold1 [--------------------]   0% 0/20 batches, 0 s"
+    assert lines[5] == (
+        "predicting fold1 [##########----------]  50% 10/20 batches, 30 s, ~30 s left"
+    )
+    assert lines[-1] == "predicting fold1 [####################] 100% 20/20 batches, 60 s"
+
+
+def test_a_progress_bar_on_a_terminal_rewrites_one_line():
+    stream = Terminal()
+    consume(stream, 80, seconds_per_step=0.125)  # the bar is redrawn at most every 0.5 s
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    frames = text.rstrip("\n").split("\r")[1:]
+    assert len(frames) == 1 + 20 + 1  # the start, every 4th step (0.5 s), the end
+    assert (
+        frames[10]
+        == "predicting fold1 [##########----------]  50% 40/80 batches, 5 s, ~5 s left\x1b[K"
+    )
+    assert frames[-1] == "predicting fold1 [####################] 100% 80/80 batches, 10 s\x1b[K"
