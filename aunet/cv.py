@@ -55,8 +55,10 @@ from aunet.run_checkpoints import (
     last_checkpoint,
 )
 from aunet.training.callbacks import write_json_atomically
+from aunet.wandb_evaluation import logged_run_id, run_config, shared_config, start_evaluation_run
 
 if TYPE_CHECKING:
+    from aunet.cli import WandbMode
     from aunet.data.datamodule import AUDataModule
 
 CV_ROOT = Path("runs/cv")
@@ -646,16 +648,39 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
     return report
 
 
+def predictions_table(predictions: Predictions) -> Any:
+    """``predictions`` as a W&B Table: the columns of ``predictions.csv``, unknown values None."""
+    import wandb
+
+    values = np.stack((predictions.true, predictions.pred), axis=-1).reshape(len(predictions), -1)
+    cells = values.astype(object)
+    cells[np.isnan(values)] = None  # a JSON null in the table, as an empty cell in the CSV
+    identity = zip(predictions.subject, predictions.frame.tolist(), predictions.fold, strict=True)
+    rows = [[*ids, *row] for ids, row in zip(identity, cells.tolist(), strict=True)]
+    return wandb.Table(columns=predictions.columns, data=rows)
+
+
 def log_report_to_wandb(
-    plan: CVPlan, report: dict[str, Any], mode: str = "auto", project: str = "aunet"
+    plan: CVPlan, report: dict[str, Any], mode: WandbMode = "auto", project: str = "aunet"
 ) -> str | None:
     """Log the report to W&B as run ``<experiment>-<dataset>-cv`` in the folds' group.
 
-    The run holds the per-AU table (``cv/per_au``), the bar chart, and every value in its
-    summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``, and the means' intervals
-    ``cv/icc_mean_low``/``_high``, ``cv/mse_mean_low``/``_high``), so the W&B group of the
-    fold runs shows the cross-validated figures beside them. Its id is kept in
-    ``<cv folder>/wandb_id``: re-making the report updates the same run.
+    The run (job type ``cv-report``) holds:
+
+    - its config: the experiment's resolved config, the settings on which every fold's
+      ``config.yaml`` agrees (:func:`aunet.wandb_evaluation.shared_config`), nested as the fold
+      runs' own, so that parallel coordinates across experiments compare them with the
+      figures below; the plan (``plan``); and each fold run's W&B id (``fold_runs``, by label);
+    - the per-AU table (``cv/per_au``) and the bar chart;
+    - every value in its summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``, and
+      the means' intervals ``cv/icc_mean_low``/``_high``, ``cv/mse_mean_low``/``_high``);
+    - the pooled predictions (``predictions.csv``: subject, frame, fold, true and predicted
+      intensity per AU) as the W&B Table ``predictions`` of an artifact
+      ``<experiment>-<dataset>-predictions`` of type ``predictions``, which the run logs as its
+      output: the run makes the pooled predictions, in W&B's single-run mode of creating an
+      artifact version (a re-made report adds a version).
+
+    Its id is kept in ``<cv folder>/wandb_id``: re-making the report updates the same run.
 
     Args:
         plan: the cross-validation.
@@ -667,18 +692,11 @@ def log_report_to_wandb(
     Returns:
         The W&B run's directory, or None when disabled.
     """
-    from aunet.cli import start_summary_run
-
-    group = f"{plan.experiment}-{plan.dataset}"
-    run = start_summary_run(
-        plan.folder,
-        mode,
-        project,
-        group=group,
-        name=f"{group}-cv",
-        job_type="cv-report",
-        tags=[plan.experiment, plan.dataset, "cv"],
-        config={"plan": dataclasses.asdict(plan)},
+    fold_runs = {task.label: logged_run_id(task.run_dir) for task in plan.tasks}
+    config = shared_config([run_config(task.run_dir) for task in plan.tasks])
+    config.update(plan=dataclasses.asdict(plan), fold_runs=fold_runs)
+    run = start_evaluation_run(
+        plan.folder, plan.experiment, plan.dataset, "cv-report", "cv", config, mode, project
     )
     if run is None:
         return None
@@ -691,6 +709,19 @@ def log_report_to_wandb(
             "cv/per_au_plot": wandb.Image(str(plan.folder / "per_au.png")),
         }
     )
+    artifact = wandb.Artifact(
+        f"{plan.experiment}-{plan.dataset}-predictions",
+        type="predictions",
+        description="Out-of-fold predictions: each frame by the model that held it out",
+        metadata={
+            "checkpoint": plan.checkpoint,
+            "frames": report["frames"],
+            "fold_runs": fold_runs,
+        },
+    )
+    pooled = read_predictions(plan.folder / "predictions.csv")  # the file the report scored
+    artifact.add(predictions_table(pooled), "predictions")
+    run.log_artifact(artifact)
     summary: dict[str, Any] = {
         f"cv/{name}/{au}": value for name in ("icc", "mse") for au, value in report[name].items()
     }

@@ -420,12 +420,8 @@ def cross_validate_locally(plan: cv.CVPlan) -> dict:
 def report(plan: cv.CVPlan) -> dict:
     """Write the report files, log them to W&B, and print the per-AU table."""
     result = cv.make_report(plan)
-    cv.log_report_to_wandb(
-        plan,
-        result,
-        mode=flag_value(plan.extra, "--run.wandb") or "auto",
-        project=flag_value(plan.extra, "--run.wandb_project") or "aunet",
-    )
+    mode, project = wandb_settings(plan.extra)
+    cv.log_report_to_wandb(plan, result, mode=mode, project=project)
     print(f"\ncross-validation report: {plan.folder}/report.md ({result['frames']} frames)")
     for au in result["icc"]:
         print(f"  {au:<6} ICC {_number(result['icc'][au])}  MSE {_number(result['mse'][au])}")
@@ -449,6 +445,15 @@ def flag_value(flags: Sequence[str], name: str) -> str | None:
         elif flag.startswith(name + "="):
             value = flag.split("=", 1)[1]
     return value
+
+
+def wandb_settings(flags: Sequence[str]) -> tuple[str, str]:
+    """The W&B mode and project that ``aunet fit`` flags choose, for the runs summarising fits.
+
+    ``--run.wandb`` (default ``auto``) and ``--run.wandb_project`` (default ``aunet``).
+    """
+    return (flag_value(flags, "--run.wandb") or "auto",
+            flag_value(flags, "--run.wandb_project") or "aunet")  # fmt: skip
 
 
 def slurm_trainer_flags(environment: Mapping[str, str]) -> list[str]:
@@ -629,12 +634,8 @@ def table(
 def write_table(dataset: str, experiments: Sequence[str], extra: Sequence[str]) -> None:
     """Write ``runs/tables/<dataset>/table.{md,csv,png}``, log it to W&B and print it."""
     files = tables.build_table(dataset, experiments)
-    tables.log_table_to_wandb(
-        files,
-        dataset,
-        mode=flag_value(extra, "--run.wandb") or "auto",
-        project=flag_value(extra, "--run.wandb_project") or "aunet",
-    )
+    mode, project = wandb_settings(extra)
+    tables.log_table_to_wandb(files, dataset, mode=mode, project=project)
     print(f"\n{files.markdown.read_text()}\ntable: {files.markdown}, {files.csv}, {files.plot}")
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
+from wandb_records import artifact_table, config_of, records_of, run_records
 
 from aunet import cv
 from aunet.aus import DATASET_AUS
@@ -142,6 +144,59 @@ def test_report_gives_subject_bootstrap_intervals_of_the_pooled_predictions(plan
     markdown = (plan.folder / "report.md").read_text()
     assert f"| **mean** | **{report['icc_mean']:.3f}** | [{low:.3f}, {high:.3f}] |" in markdown
     assert "bootstrap over the" in markdown and "200 resamples, seed 4" in markdown
+
+
+def fold_config(fold: int, run_dir: str) -> dict:
+    """The parts of a fold's ``config.yaml`` that matter here: the fold's own and the shared."""
+    return {
+        "data": {"path": "data/disfa.h5", "fold": fold, "batch_size": 8},
+        "model": {"class_path": "aunet.training.AUHeatmapModule",
+                  "init_args": {"strategy": "adapt", "lr": 0.0005}},
+        "run": {"dir": run_dir, "experiment": "adapt", "wandb": "offline"},
+        "seed_everything": 1,
+    }  # fmt: skip
+
+
+def test_the_report_run_holds_the_experiments_config_the_fold_runs_and_the_predictions(
+    plan, tmp_path, monkeypatch
+):
+    """Read back from the report run's offline W&B file, as the dashboard would receive it."""
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # staged artifact files
+    plan, _ = plan
+    for task in plan.tasks:
+        (Path(task.run_dir) / "config.yaml").write_text(
+            yaml.safe_dump(fold_config(task.fold, task.run_dir))
+        )
+    (Path(plan.tasks[0].run_dir) / "wandb_id").write_text("fold1id\n")
+    (Path(plan.tasks[1].run_dir) / "wandb_id").write_text("fold2id\n")  # fold 3 logged none
+    report = cv.make_report(plan)
+    cv.log_report_to_wandb(plan, report, mode="offline")
+
+    (run,) = run_records(plan.folder)
+    assert (run.run_group, run.job_type, run.display_name) == (
+        "adapt-disfa", "cv-report", "adapt-disfa-cv",
+    )  # fmt: skip
+    config = config_of(run)
+    # The experiment's settings, nested as the fold runs log theirs; each fold's own left out.
+    assert config["model"] == fold_config(1, "")["model"]
+    assert config["data"] == {"path": "data/disfa.h5", "batch_size": 8}
+    assert config["run"] == {"experiment": "adapt", "wandb": "offline"}
+    assert config["seed_everything"] == 1
+    assert config["fold_runs"] == {"fold1": "fold1id", "fold2": "fold2id", "fold3": None}
+    assert config["plan"]["experiment"] == "adapt"
+
+    # Besides the tables run.log stores as artifacts of their own (type run_table).
+    (artifact,) = [a for a in records_of(plan.folder, "artifact") if a.type == "predictions"]
+    assert artifact.name == "adapt-disfa-predictions"
+    table = artifact_table(artifact, "predictions")
+    with (plan.folder / "predictions.csv").open(newline="") as file:
+        header, *rows = list(csv.reader(file))
+    assert table["columns"] == header
+    assert len(table["data"]) == len(rows) == report["frames"]
+    for written, row in zip(table["data"], rows, strict=True):
+        subject, frame, fold, *values = row
+        assert written[:3] == [subject, int(frame), fold]
+        assert written[3:] == pytest.approx([float(v) if v else None for v in values])
 
 
 def test_a_missing_run_stops_the_report_naming_it(plan):

@@ -8,6 +8,7 @@ serialised ``wandb_internal_pb2.Record`` protobufs.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -49,7 +50,32 @@ def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
     return parsed
 
 
+def records_of(run_folder: Path, kind: str) -> list:
+    """The records of one type (``run``, ``artifact``, ``history``, ...) of every offline W&B
+    run under ``run_folder/wandb``, in order: a run re-opened by id adds a folder of its own."""
+    files = sorted((run_folder / "wandb").glob("offline-run-*/run-*.wandb"))
+    return [
+        getattr(record, kind)
+        for path in files
+        for record in read_records(path)
+        if record.WhichOneof("record_type") == kind
+    ]
+
+
+def config_of(run: wandb_internal_pb2.RunRecord) -> dict:
+    """A run record's config as plain values (W&B's own ``_wandb`` entry left out)."""
+    return {
+        item.key: json.loads(item.value_json) for item in run.config.update if item.key != "_wandb"
+    }
+
+
 def run_records(run_folder: Path) -> list[wandb_internal_pb2.RunRecord]:
     """The ``run`` records of every offline W&B run under ``run_folder/wandb``."""
-    files = sorted((run_folder / "wandb").glob("offline-run-*/run-*.wandb"))
-    return [r.run for f in files for r in read_records(f) if r.WhichOneof("record_type") == "run"]
+    return records_of(run_folder, "run")
+
+
+def artifact_table(artifact: wandb_internal_pb2.ArtifactRecord, name: str) -> dict:
+    """The W&B Table ``name`` of an artifact record, as the file W&B staged for upload holds it
+    (``columns``, ``data``: one list per row, None for a null cell)."""
+    (entry,) = [e for e in artifact.manifest.contents if e.path == f"{name}.table.json"]
+    return json.loads(Path(entry.local_path).read_text())

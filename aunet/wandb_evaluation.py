@@ -1,0 +1,104 @@
+"""The W&B runs of evaluations: the cross-validation report and the robustness study.
+
+Each is a run of its own in the W&B group of the training runs it evaluates
+(``<experiment>-<dataset>``), with its job type (``cv-report``, ``robustness``), so that W&B's
+grouping by group and job type shows an experiment's evaluations beside its training runs. Each
+carries the resolved config of the runs it evaluates, nested as a fit run's config is
+(``model.init_args.lr``, ``trainer.max_epochs``, ...), so that the dashboard's run table and
+parallel-coordinates plot compare experiments on those settings against the evaluated figures,
+and the W&B ids of those runs, so that a reader finds them from the evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from aunet.cli import WandbMode
+
+#: The file of a run folder that holds its W&B run id (:func:`aunet.cli.wandb_run_id`).
+WANDB_ID_FILE = "wandb_id"
+_ABSENT = object()
+
+
+def logged_run_id(run_dir: str | os.PathLike) -> str | None:
+    """The W&B id of the run in ``run_dir``, or None when it logged to no W&B run.
+
+    Only read: :func:`aunet.cli.wandb_run_id` would make an id for a run that never had one.
+    """
+    path = Path(run_dir) / WANDB_ID_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The resolved config of a run (its ``config.yaml``), or an empty dict without one."""
+    path = Path(run_dir) / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def shared_config(configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The settings on which every config agrees, nested as given; the others are left out.
+
+    The folds of a cross-validation differ in their own fold and run folder (``data.fold``,
+    ``run.dir``) and agree on everything the experiment sets: what is left is the experiment's
+    config, which runs of other experiments have under the same keys.
+    """
+    if not configs:
+        return {}
+    first, *others = configs
+    shared: dict[str, Any] = {}
+    for key, value in first.items():
+        values = [other.get(key, _ABSENT) for other in others]
+        if isinstance(value, Mapping) and all(isinstance(v, Mapping) for v in values):
+            nested = shared_config([value, *values])
+            if nested:
+                shared[key] = nested
+        elif all(v == value for v in values):
+            shared[key] = value
+    return shared
+
+
+def start_evaluation_run(
+    folder: Path,
+    experiment: str,
+    dataset: str,
+    job_type: str,
+    name: str,
+    config: Mapping[str, Any],
+    mode: WandbMode = "auto",
+    project: str = "aunet",
+) -> Any:
+    """The W&B run of an evaluation kept in ``folder``, or None when W&B is disabled.
+
+    Args:
+        folder: the evaluation's output folder; its ``wandb_id`` keeps the run, so that
+            re-making the evaluation updates the same W&B run.
+        experiment: the evaluated experiment.
+        dataset: its dataset.
+        job_type: ``cv-report`` or ``robustness``.
+        name: the run's name after ``<experiment>-<dataset>-`` (``cv``, ``robustness``).
+        config: the run's config.
+        mode: ``auto``/``online``/``offline``/``disabled``, as ``run.wandb`` of ``aunet fit``.
+        project: the W&B project (``run.wandb_project``).
+    """
+    from aunet.cli import start_summary_run
+
+    group = f"{experiment}-{dataset}"
+    return start_summary_run(
+        # Absolute: wandb's core process, which a second run of this process reuses, resolves
+        # a relative folder against its own working directory, so after a chdir (a notebook,
+        # the tests) the second run's file went nowhere the folder shows.
+        folder.resolve(),
+        mode,
+        project,
+        group=group,
+        name=f"{group}-{name}",
+        job_type=job_type,
+        tags=[experiment, dataset, name],
+        config=dict(config),
+    )
