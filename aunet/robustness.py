@@ -234,13 +234,23 @@ class PerturbedFrames(Dataset):
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """``last.ckpt`` (the final model) of the newest finished run (with ``metrics.json``)."""
-    finished = sorted(
+    """``last.ckpt`` (the final model) of the run under ``root`` that finished last.
+
+    Finished: with ``metrics.json``, which a fit writes as it ends, so its modification time
+    is when the run finished. That, not the folder's name, orders the runs: a folder is named
+    when its fit starts, and a run resumed later, or named by hand (``--run.dir``), finishes
+    out of that order. Equal times fall back to the name.
+    """
+    finished = [
         run
         for run in root.glob("*")
         if (run / "metrics.json").exists() and last_checkpoint(run).exists()
+    ]
+    if not finished:
+        return None
+    return last_checkpoint(
+        max(finished, key=lambda run: ((run / "metrics.json").stat().st_mtime, run.name))
     )
-    return last_checkpoint(finished[-1]) if finished else None
 
 
 @dataclass(frozen=True)

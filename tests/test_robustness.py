@@ -1,6 +1,7 @@
 """make robustness: the crop perturbation, zero noise = the plain evaluation, the study's files."""
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,16 +111,22 @@ def test_study_writes_the_csv_plot_and_markdown(tmp_path):
     assert "noise model `box`" in (folder / "robustness.md").read_text()
 
 
-def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
+def test_latest_checkpoint_is_the_run_that_finished_last_not_the_last_name(tmp_path):
+    """Folder names (start times) and finish times disagree: the finish time decides."""
     assert robustness.latest_checkpoint(tmp_path) is None
-    for stamp, finished in (("20260101-000000", True), ("20260102-000000", True),
-                            ("20260103-000000", False)):  # fmt: skip
-        (tmp_path / stamp / "checkpoints").mkdir(parents=True)
-        (tmp_path / stamp / "checkpoints" / "last.ckpt").write_bytes(b"")
-        if finished:
-            (tmp_path / stamp / "metrics.json").write_text("{}")
-    expected = tmp_path / "20260102-000000" / "checkpoints" / "last.ckpt"
+    # (folder, finished at): the first started first but was resumed and finished last; the
+    # third never finished; "by-hand" was named with --run.dir.
+    for name, finished_at in (("20260101-000000", 3000), ("20260102-000000", 1000),
+                              ("20260103-000000", None), ("by-hand", 2000)):  # fmt: skip
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+        if finished_at is not None:
+            (tmp_path / name / "metrics.json").write_text("{}")
+            os.utime(tmp_path / name / "metrics.json", (finished_at, finished_at))
+    expected = tmp_path / "20260101-000000" / "checkpoints" / "last.ckpt"
     assert robustness.latest_checkpoint(tmp_path) == expected
+    os.utime(tmp_path / "by-hand" / "metrics.json", (4000, 4000))
+    assert robustness.latest_checkpoint(tmp_path) == tmp_path / "by-hand/checkpoints/last.ckpt"
 
 
 def test_a_checkpoint_outside_a_run_folder_is_refused_naming_the_file(tmp_path):
