@@ -107,10 +107,16 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(figure: Any, path: Path, title: str) -> Path:
-    """Give ``figure`` its title, write it to ``path`` as PNG (atomically) and close it."""
+def save_figure(
+    figure: Any, path: Path, title: str, rect: tuple[float, float, float, float] = (0, 0, 1, 1)
+) -> Path:
+    """Give ``figure`` its title, write it to ``path`` as PNG (atomically) and close it.
+
+    ``rect`` is the part of the figure the axes are laid out in (left, bottom, right, top, as
+    fractions), leaving room outside it for a figure legend, which the layout does not see.
+    """
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=rect)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=120)
     pyplot().close(figure)

@@ -652,9 +652,11 @@ def robustness_study(
 ) -> Path:
     """Evaluate a model under growing crop noise; train one first if there is none.
 
-    The model is ``checkpoint``, else ``last.ckpt`` of the newest finished fold-1 run of the
-    experiment on the dataset (the official run for FERA), else a fold-1 run trained now with
-    ``extra`` (``make train``'s path). Returns the folder of the results.
+    The model is ``checkpoint``, else ``last.ckpt`` of the fold-1 run of the experiment on the
+    dataset (the official run for FERA) that finished last
+    (:func:`aunet.robustness.latest_checkpoint`), else a fold-1 run trained now with ``extra``
+    (``make train``'s path). The study is logged to W&B as ``aunet fit``'s ``--run.wandb`` and
+    ``--run.wandb_project`` in ``extra`` say. Returns the folder of the results.
     """
     config_files(experiment, dataset)
     if checkpoint is None:
@@ -667,7 +669,9 @@ def robustness_study(
             checkpoint = last_checkpoint(run_dir)
     folder = robustness.ROBUSTNESS_ROOT / f"{experiment}-{dataset}"
     print(f"robustness of {checkpoint} ({mode} noise, levels {', '.join(map(str, levels))} px)")
-    robustness.run_study(checkpoint, folder, levels, mode, seed, every)
+    wandb_mode, project = wandb_settings(extra)
+    robustness.run_study(checkpoint, folder, experiment, dataset, levels, mode, seed, every,
+                         wandb_mode, project)  # fmt: skip
     print(f"results: {folder}/robustness.csv, robustness.png, robustness.md")
     return folder
 

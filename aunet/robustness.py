@@ -37,8 +37,10 @@ Each level's means have a 95% interval from a bootstrap over the held-out subjec
 Outputs (``runs/robustness/<experiment>-<dataset>/``): ``robustness.csv`` (one row per level:
 ``noise_px``, ``noise_store_px``, ``frames``, ``icc_mean``, ``mse_mean``, ``icc_mean_low``,
 ``icc_mean_high``, ``mse_mean_low``, ``mse_mean_high``, then ``icc_<AU>`` and ``mse_<AU>``),
-``robustness.png`` (ICC and MSE against the noise, the means' intervals shaded) and
-``robustness.md``.
+``robustness.png`` (ICC and MSE against the noise, the means' intervals shaded, each AU in a
+colour of its own, titled with the experiment, the dataset and the frames scored),
+``robustness.md``, and the W&B run ``<experiment>-<dataset>-robustness`` (job type
+``robustness``, in the training runs' group: :func:`log_study_to_wandb`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -63,6 +65,10 @@ from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
 from aunet.run_checkpoints import last_checkpoint
 from aunet.tables import markdown_table
+from aunet.wandb_evaluation import logged_run_id, run_config, start_evaluation_run
+
+if TYPE_CHECKING:
+    from aunet.cli import WandbMode
 
 ROBUSTNESS_ROOT = Path("runs/robustness")
 #: Noise standard deviations, in pixels of a 256 x 256 crop (the BMVC study's range).
@@ -74,6 +80,8 @@ ANCHORS: tuple[int, ...] = (8, 36, 45)
 BMVC_STABLE_UP_TO = 13.0
 NoiseMode = Literal["landmarks", "box"]
 NOISE_MODES: tuple[str, ...] = ("landmarks", "box")
+#: Each noise model in words, for titles.
+NOISE_NAMES = {"landmarks": "landmark noise", "box": "face-box noise"}
 _MIN_SIDE_FRACTION = 0.25
 
 
@@ -333,7 +341,8 @@ def robustness_curve(
 
     Returns:
         Per level, :func:`aunet.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``, ``mse_mean``,
-        ``frames``) with ``noise_px``, ``noise_store_px`` and ``intervals``
+        ``frames``) with ``noise_px``, ``noise_store_px``, ``held_out`` (the fold, or the
+        partition, as :class:`aunet.cv.Predictions` names it) and ``intervals``
         (:func:`aunet.bootstrap.intervals`) added.
     """
     from aunet.inference import load_module
@@ -358,6 +367,7 @@ def robustness_curve(
         result.update(
             noise_px=float(level),
             noise_store_px=level * side / REFERENCE_SIDE,
+            held_out=",".join(sorted(set(predictions.fold))),
             intervals=intervals(predictions, DEFAULT_SETTINGS),
         )
         print(
@@ -377,47 +387,73 @@ def _text(value: float | None, digits: int = 3) -> str:
 # Files
 
 
-def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
-    """``robustness.csv``: one row per level (columns in the module docstring). Atomic."""
+def curve_rows(curve: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The header and rows of ``robustness.csv`` (columns in the module docstring), None unknown."""
     au_names = list(curve[0]["icc"])
     header = ["noise_px", "noise_store_px", "frames", "icc_mean", "mse_mean"]
     header += [f"{mean}_{end}" for mean in ("icc_mean", "mse_mean") for end in ("low", "high")]
     header += [f"{metric}_{au}" for metric in ("icc", "mse") for au in au_names]
+    rows = []
+    for point in curve:
+        values = [point["noise_px"], point["noise_store_px"], point["frames"]]
+        values += [point["icc_mean"], point["mse_mean"]]
+        for mean in ("icc_mean", "mse_mean"):
+            values += point["intervals"][mean] or [None, None]
+        values += [point[metric][au] for metric in ("icc", "mse") for au in au_names]
+        rows.append(values)
+    return header, rows
+
+
+def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
+    """``robustness.csv``: :func:`curve_rows`, unknown values as empty cells. Atomic."""
+    header, rows = curve_rows(curve)
     with cv.atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
-        for point in curve:
-            values = [point["noise_px"], point["noise_store_px"], point["frames"]]
-            values += [point["icc_mean"], point["mse_mean"]]
-            for mean in ("icc_mean", "mse_mean"):
-                values += point["intervals"][mean] or [None, None]
-            values += [point[metric][au] for metric in ("icc", "mse") for au in au_names]
-            writer.writerow(["" if value is None else value for value in values])
+        writer.writerows([["" if value is None else value for value in row] for row in rows])
     return path
 
 
+def held_out_text(held_out: str) -> str:
+    """``fold 1``, or ``the test partition``: a curve point's ``held_out`` in words."""
+    return f"fold {held_out}" if held_out.isdigit() else f"the {held_out} partition"
+
+
 def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
-    """ICC and MSE against the noise: the mean in bold, each AU thin. Atomic."""
+    """ICC and MSE against the noise: the mean in bold, each AU thin, in a colour of its own.
+
+    The AUs' legend sits right of the panels (one entry per AU, shared by both), the mean's,
+    its interval's and the BMVC mark's in the ICC panel. Atomic.
+    """
     plt = cv.pyplot()
 
     noise = [point["noise_px"] for point in curve]
-    figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    au_names = list(curve[0]["icc"])
+    # tab20's ten strong colours first, then their pale twins: up to 10 AUs never share a hue.
+    palette = plt.get_cmap("tab20")
+    colours = [palette(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+    figure, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
     for axis, metric in zip(axes, ("icc", "mse"), strict=True):
-        for au in curve[0][metric]:
+        for k, au in enumerate(au_names):
             values = [np.nan if p[metric][au] is None else p[metric][au] for p in curve]
-            axis.plot(noise, values, color="grey", alpha=0.35, linewidth=0.8)
+            axis.plot(noise, values, color=colours[k % 20], alpha=0.8, linewidth=1, label=au)
         means = [np.nan if p[f"{metric}_mean"] is None else p[f"{metric}_mean"] for p in curve]
-        axis.plot(noise, means, color="tab:blue", marker="o", linewidth=2, label="mean over AUs")
+        axis.plot(noise, means, color="black", marker="o", linewidth=2.5, label="mean over AUs")
         bands = [p["intervals"][f"{metric}_mean"] or (np.nan, np.nan) for p in curve]
-        axis.fill_between(noise, [b[0] for b in bands], [b[1] for b in bands], color="tab:blue",
-                          alpha=0.15, label="95% interval over subjects")  # fmt: skip
+        axis.fill_between(noise, [b[0] for b in bands], [b[1] for b in bands], color="black",
+                          alpha=0.12, label="mean: 95% interval over subjects")  # fmt: skip
         axis.axvline(BMVC_STABLE_UP_TO, color="tab:red", linestyle="--", linewidth=1,
                      label=f"BMVC: stable up to ~{BMVC_STABLE_UP_TO:.0f} px")  # fmt: skip
         axis.set_xlabel("noise standard deviation (px at 256 x 256)")
         axis.set_ylabel(metric.upper())
+        axis.set_title(f"{metric.upper()} against the noise", fontsize=10)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return cv.save_figure(figure, path, title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    count = len(au_names)
+    axes[0].legend(handles[count:], labels[count:], fontsize=8)
+    figure.legend(handles[:count], labels[:count], loc="center left", bbox_to_anchor=(0.91, 0.5),
+                  fontsize=8, title="AU", title_fontsize=8, frameon=False)  # fmt: skip
+    return cv.save_figure(figure, path, title, rect=(0, 0, 0.91, 1))
 
 
 #: The columns of ``robustness.md``.
@@ -426,7 +462,7 @@ HEADER = ("Noise (px at 256)", "Noise (stored px)", "Frames", "ICC", "95% interv
 
 
 def curve_markdown(
-    curve: Sequence[dict[str, Any]], checkpoint: Path, mode: NoiseMode, seed: int
+    curve: Sequence[dict[str, Any]], checkpoint: Path, title: str, mode: NoiseMode, seed: int
 ) -> str:
     """``robustness.md``: the settings and one line per level."""
     rows = [
@@ -443,7 +479,7 @@ def curve_markdown(
     ]
     return "\n".join(
         [
-            "# Robustness to misalignment",
+            f"# Robustness to misalignment: {title}",
             "",
             f"Checkpoint `{checkpoint}`, its run's held-out frames; noise model `{mode}`, seed "
             f"{seed} (see `aunet/robustness.py`). ICC(3,1) and MSE averaged over the AUs, with "
@@ -460,16 +496,110 @@ def curve_markdown(
 def run_study(
     checkpoint: Path,
     folder: Path,
+    experiment: str,
+    dataset: str,
     levels: Sequence[float] = NOISE_LEVELS,
     mode: NoiseMode = "landmarks",
     seed: int = 0,
     every: int = 1,
+    wandb_mode: WandbMode = "auto",
+    project: str = "aunet",
 ) -> list[dict[str, Any]]:
-    """Evaluate ``checkpoint`` at every level; write the CSV, the plot and the Markdown."""
+    """Evaluate ``checkpoint`` at every level; write the CSV, the plot and the Markdown.
+
+    Then log the study to W&B (:func:`log_study_to_wandb`) unless ``wandb_mode`` is
+    ``disabled``.
+
+    Args:
+        checkpoint: ``<run>/checkpoints/<name>.ckpt`` of an ``aunet fit`` run.
+        folder: where the files go (``runs/robustness/<experiment>-<dataset>``).
+        experiment: the run's experiment, for the title and the W&B group.
+        dataset: the run's dataset, likewise.
+        levels: noise standard deviations, pixels at 256 x 256.
+        mode: ``landmarks`` or ``box``.
+        seed: the noise seed.
+        every: evaluate every n-th held-out frame.
+        wandb_mode: ``run.wandb`` of ``aunet fit``: ``auto``, ``online``, ``offline`` or
+            ``disabled``.
+        project: the W&B project.
+    """
     curve = robustness_curve(checkpoint, levels, mode, seed, every)
     write_curve_csv(folder / "robustness.csv", curve)
-    title = f"{checkpoint}: {mode} noise, {curve[0]['frames']} frames"
+    title = (
+        f"{experiment} on {dataset}, {NOISE_NAMES[mode]}: {curve[0]['frames']} held-out frames of "
+        f"{held_out_text(curve[0]['held_out'])} ({checkpoint.name})"
+    )
     plot_curve(folder / "robustness.png", curve, title)
     with cv.atomic_path(folder / "robustness.md") as temporary:
-        temporary.write_text(curve_markdown(curve, checkpoint, mode, seed))
+        temporary.write_text(curve_markdown(curve, checkpoint, title, mode, seed))
+    settings = {"checkpoint": str(checkpoint), "noise": mode, "seed": seed, "every": every,
+                "levels": [float(level) for level in levels]}  # fmt: skip
+    log_study_to_wandb(folder, curve, experiment, dataset, settings, wandb_mode, project)
     return curve
+
+
+def log_study_to_wandb(
+    folder: Path,
+    curve: Sequence[dict[str, Any]],
+    experiment: str,
+    dataset: str,
+    settings: dict[str, Any],
+    mode: WandbMode = "auto",
+    project: str = "aunet",
+) -> str | None:
+    """Log a study as the W&B run ``<experiment>-<dataset>-robustness`` in the fold runs' group.
+
+    The run (job type ``robustness``) holds:
+
+    - its config: the evaluated run's resolved config (its ``config.yaml``, nested as the fold
+      runs' own), and under ``robustness`` the study's settings (``checkpoint``, ``noise``,
+      ``seed``, ``every``, ``levels``), the frames it scored (``held_out``) and the evaluated
+      run's W&B id (``source_run``);
+    - the curve as the W&B Table ``robustness/curve`` (the rows of ``robustness.csv``), line
+      plots of its ICC and MSE means against the noise (``robustness/icc``,
+      ``robustness/mse``) and ``robustness.png`` (``robustness/plot``);
+    - in its summary, every level's means, ``robustness/icc_mean/<level>px`` and
+      ``robustness/mse_mean/<level>px``, and ``robustness/frames``.
+
+    Its id is kept in ``<folder>/wandb_id``: re-making the study updates the same run.
+
+    Returns:
+        The W&B run's directory, or None when disabled.
+    """
+    source = Path(settings["checkpoint"]).parent.parent  # <run>/checkpoints/<name>.ckpt
+    config = run_config(source)
+    config["robustness"] = {**settings, "held_out": curve[0]["held_out"],
+                            "source_run": logged_run_id(source)}  # fmt: skip
+    run = start_evaluation_run(
+        folder, experiment, dataset, "robustness", "robustness", config, mode, project
+    )
+    if run is None:
+        return None
+    import wandb
+
+    header, rows = curve_rows(curve)
+    table = wandb.Table(columns=header, data=rows)
+    plots = {
+        f"robustness/{metric}": wandb.plot.line(
+            table, "noise_px", f"{metric}_mean",
+            title=f"{experiment} on {dataset}: {metric.upper()} against the noise (px at 256)",
+        )
+        for metric in ("icc", "mse")
+    }  # fmt: skip
+    run.log(
+        {
+            "robustness/curve": table,
+            **plots,
+            "robustness/plot": wandb.Image(str(folder / "robustness.png")),
+        }
+    )
+    summary: dict[str, Any] = {
+        f"robustness/{mean}/{point['noise_px']:g}px": point[mean]
+        for point in curve
+        for mean in ("icc_mean", "mse_mean")
+    }
+    summary["robustness/frames"] = curve[0]["frames"]
+    run.summary.update(summary)
+    directory = run.dir
+    run.finish()
+    return directory

@@ -1,15 +1,18 @@
 """make robustness: the crop perturbation, zero noise = the plain evaluation, the study's files."""
 
 import csv
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from factories import draw_face, face_landmarks, write_store
+from wandb_records import artifact_table, config_of, records_of, run_records
 
-from aunet import cv, robustness
+from aunet import cv, launch, robustness
 from aunet.data.crop import transform_points
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
@@ -92,8 +95,9 @@ def test_study_writes_the_csv_plot_and_markdown(tmp_path):
     run = tiny_run(tmp_path)
     folder = tmp_path / "out"
     curve = robustness.run_study(
-        run / "checkpoints" / "last.ckpt", folder, levels=[0, 10], mode="box", every=2
-    )
+        run / "checkpoints" / "last.ckpt", folder, "adapt", "disfa", levels=[0, 10], mode="box",
+        every=2, wandb_mode="disabled",
+    )  # fmt: skip
     with (folder / "robustness.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert [float(row["noise_px"]) for row in rows] == [0.0, 10.0]
@@ -108,7 +112,11 @@ def test_study_writes_the_csv_plot_and_markdown(tmp_path):
         assert low <= point["mse_mean"] <= high
         assert point["intervals"]["bootstrap"]["subjects"] == 9  # fold 3's held-out subjects
     assert (folder / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "noise model `box`" in (folder / "robustness.md").read_text()
+    markdown = (folder / "robustness.md").read_text()
+    assert "noise model `box`" in markdown
+    title = "adapt on disfa, face-box noise: 9 held-out frames of fold 3 (last.ckpt)"
+    assert markdown.startswith(f"# Robustness to misalignment: {title}\n")
+    assert not (folder / "wandb").exists()
 
 
 def test_latest_checkpoint_is_the_run_that_finished_last_not_the_last_name(tmp_path):
@@ -127,6 +135,60 @@ def test_latest_checkpoint_is_the_run_that_finished_last_not_the_last_name(tmp_p
     assert robustness.latest_checkpoint(tmp_path) == expected
     os.utime(tmp_path / "by-hand" / "metrics.json", (4000, 4000))
     assert robustness.latest_checkpoint(tmp_path) == tmp_path / "by-hand/checkpoints/last.ckpt"
+
+
+def test_the_study_is_a_wandb_run_in_the_experiments_group(tmp_path, monkeypatch):
+    """make robustness's W&B run, read back from its offline file as the dashboard gets it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # staged artifact files
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    run = tiny_run(tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())  # the data section
+    config["model"] = {"init_args": {"strategy": "adapt", "lr": 0.0005}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "wandb_id").write_text("trained1\n")
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    folder = launch.robustness_study("adapt", "disfa", checkpoint, None, [0, 10], "box", 0, 3,
+                                     ["--run.wandb", "offline"])  # fmt: skip
+
+    (record,) = run_records(folder)
+    assert (record.run_group, record.job_type, record.display_name) == (
+        "adapt-disfa", "robustness", "adapt-disfa-robustness",
+    )  # fmt: skip
+    logged = config_of(record)
+    assert (logged["model"], logged["data"]) == (config["model"], config["data"])
+    assert logged["robustness"] == {
+        "checkpoint": str(checkpoint), "noise": "box", "seed": 0, "every": 3,
+        "levels": [0.0, 10.0], "held_out": "3", "source_run": "trained1",
+    }  # fmt: skip
+    with (folder / "robustness.csv").open(newline="") as file:
+        header, *rows = list(csv.reader(file))
+    (history,) = records_of(folder, "history")
+    logged = {item.nested_key[0] for item in history.item if item.nested_key}
+    assert {"robustness/curve", "robustness/plot"} <= logged
+    charts = {  # wandb.plot.line: a chart in the config over a table logged beside it
+        item.nested_key[-1]: json.loads(item.value_json)["panel_config"]["fieldSettings"]
+        for config in records_of(folder, "config")
+        for item in config.update
+        if list(item.nested_key[:2]) == ["_wandb", "visualize"]
+    }
+    assert charts["robustness/icc"] == {"x": "noise_px", "y": "icc_mean", "stroke": None}
+    assert charts["robustness/mse"]["y"] == "mse_mean"
+    assert {"robustness/icc_table", "robustness/mse_table"} <= logged
+    (curve,) = [a for a in records_of(folder, "artifact") if "robustnesscurve" in a.name]
+    table = artifact_table(curve, "robustness/curve")
+    assert table["columns"] == header
+    assert table["data"] == [[float(v) if v else None for v in row] for row in rows]
+    summary = {
+        item.key: json.loads(item.value_json)
+        for summary in records_of(folder, "summary")
+        for item in summary.update
+    }
+    for row in rows:
+        level = f"{float(row[0]):g}px"
+        assert summary[f"robustness/icc_mean/{level}"] == pytest.approx(float(row[3]))
+        assert summary[f"robustness/mse_mean/{level}"] == pytest.approx(float(row[4]))
+    assert summary["robustness/frames"] == int(rows[0][2]) == 6  # every third of 18 frames
 
 
 def test_a_checkpoint_outside_a_run_folder_is_refused_naming_the_file(tmp_path):
