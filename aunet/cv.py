@@ -663,7 +663,12 @@ def predictions_table(predictions: Predictions) -> Any:
     cells[np.isnan(values)] = None  # a JSON null in the table, as an empty cell in the CSV
     identity = zip(predictions.subject, predictions.frame.tolist(), predictions.fold, strict=True)
     rows = [[*ids, *row] for ids, row in zip(identity, cells.tolist(), strict=True)]
-    return wandb.Table(columns=predictions.columns, data=rows)
+    # The column types are declared and the rows set at once: given as data, every row is
+    # type-checked on its own (0.7 ms a row, 90 s for DISFA's 130,000 frames).
+    types = [str, int, str, *[float] * (2 * len(predictions.au_names))]  # as ID_COLUMNS, pairs
+    table = wandb.Table(columns=predictions.columns, dtype=types, optional=True)
+    table.data = rows
+    return table
 
 
 def log_report_to_wandb(
@@ -684,7 +689,7 @@ def log_report_to_wandb(
       intensity per AU) as the W&B Table ``predictions`` of an artifact
       ``<experiment>-<dataset>-predictions`` of type ``predictions``, which the run logs as its
       output: the run makes the pooled predictions, in W&B's single-run mode of creating an
-      artifact version (a re-made report adds a version).
+      artifact version (a re-made report whose predictions changed adds a version).
 
     Its id is kept in ``<cv folder>/wandb_id``: re-making the report updates the same run.
 
@@ -726,6 +731,8 @@ def log_report_to_wandb(
         },
     )
     pooled = read_predictions(plan.folder / "predictions.csv")  # the file the report scored
+    # W&B converts a Table cell by cell: 45 s for DISFA's 130,000 frames on 2 CPU cores.
+    print(f"W&B: adding the {len(pooled)} pooled predictions as a Table", flush=True)
     artifact.add(predictions_table(pooled), "predictions")
     run.log_artifact(artifact)
     summary: dict[str, Any] = {

@@ -192,6 +192,9 @@ def test_the_report_run_holds_the_experiments_config_the_fold_runs_and_the_predi
     with (plan.folder / "predictions.csv").open(newline="") as file:
         header, *rows = list(csv.reader(file))
     assert table["columns"] == header
+    types = {name: {t["wb_type"] for t in kind["params"]["allowed_types"]}
+             for name, kind in table["column_types"]["params"]["type_map"].items()}  # fmt: skip
+    assert types["subject"] == {"string", "none"} and types["AU02_true"] == {"number", "none"}
     assert len(table["data"]) == len(rows) == report["frames"]
     for written, row in zip(table["data"], rows, strict=True):
         subject, frame, fold, *values = row
