@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
-from wandb_records import artifact_table, config_of, records_of, run_records
+from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
 from aunet import cv
 from aunet.aus import DATASET_AUS
@@ -171,6 +171,7 @@ def test_the_report_run_holds_the_experiments_config_the_fold_runs_and_the_predi
     (Path(plan.tasks[1].run_dir) / "wandb_id").write_text("fold2id\n")  # fold 3 logged none
     report = cv.make_report(plan)
     cv.log_report_to_wandb(plan, report, mode="offline")
+    wait_for_exit(plan.folder)
 
     (run,) = run_records(plan.folder)
     assert (run.run_group, run.job_type, run.display_name) == (

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from factories import draw_face, face_landmarks, write_store
-from wandb_records import artifact_table, config_of, records_of, run_records
+from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
 from aunet import cv, launch, robustness
 from aunet.data.crop import transform_points
@@ -150,6 +150,7 @@ def test_the_study_is_a_wandb_run_in_the_experiments_group(tmp_path, monkeypatch
     checkpoint = run / "checkpoints" / "last.ckpt"
     folder = launch.robustness_study("adapt", "disfa", checkpoint, None, [0, 10], "box", 0, 3,
                                      ["--run.wandb", "offline"])  # fmt: skip
+    wait_for_exit(folder)
 
     (record,) = run_records(folder)
     assert (record.run_group, record.job_type, record.display_name) == (

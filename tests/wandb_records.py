@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
 _BLOCK = 32 * 1024
@@ -60,6 +62,28 @@ def records_of(run_folder: Path, kind: str) -> list:
         for record in read_records(path)
         if record.WhichOneof("record_type") == kind
     ]
+
+
+def wait_for_exit(run_folder: Path, timeout: float = 30.0) -> None:
+    """Wait until the newest offline W&B run under ``run_folder/wandb`` ends with its ``exit``.
+
+    ``run.finish()`` of an offline run can return before wandb's core process has written the
+    file's last records (seen on a loaded machine: 25 ms later).
+
+    Raises:
+        TimeoutError: naming the folder, when the file is not complete within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = sorted((run_folder / "wandb").glob("offline-run-*/run-*.wandb"))
+        try:
+            records = read_records(files[-1]) if files else []
+        except DecodeError:  # its last record still being written
+            records = []
+        if records and records[-1].WhichOneof("record_type") == "exit":
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{run_folder}: no complete offline W&B run file after {timeout} s")
 
 
 def config_of(run: wandb_internal_pb2.RunRecord) -> dict:
