@@ -119,6 +119,30 @@ def test_study_writes_the_csv_plot_and_markdown(tmp_path):
     assert not (folder / "wandb").exists()
 
 
+def test_the_curve_names_each_aus_line_and_the_experiment_in_its_title(tmp_path, monkeypatch):
+    """The figure as drawn, caught before it is saved."""
+    drawn = {}
+
+    def keep(figure, path, title, rect=(0, 0, 1, 1)):
+        drawn.update(figure=figure, title=title)
+        return path
+
+    monkeypatch.setattr(cv, "save_figure", keep)
+    aus = ["AU01", "AU02", "AU04"]
+    point = {"icc": dict.fromkeys(aus, 0.5), "mse": dict.fromkeys(aus, 1.0), "icc_mean": 0.5,
+             "mse_mean": 1.0, "intervals": {"icc_mean": [0.4, 0.6], "mse_mean": None}}  # fmt: skip
+    curve = [{**point, "noise_px": level} for level in (0.0, 10.0)]
+    robustness.plot_curve(tmp_path / "robustness.png", curve, "adapt on disfa")
+    figure = drawn["figure"]
+    (au_legend,) = figure.legends  # beside the panels, for both
+    assert [text.get_text() for text in au_legend.get_texts()] == aus
+    colours = {tuple(line.get_color()) for line in au_legend.get_lines()}
+    assert len(colours) == len(aus)  # no two AUs drawn alike
+    assert figure.axes[0].get_legend().get_texts()[0].get_text() == "mean over AUs"
+    assert drawn["title"] == "adapt on disfa"
+    cv.pyplot().close(figure)
+
+
 def test_latest_checkpoint_is_the_run_that_finished_last_not_the_last_name(tmp_path):
     """Folder names (start times) and finish times disagree: the finish time decides."""
     assert robustness.latest_checkpoint(tmp_path) is None
