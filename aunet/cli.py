@@ -205,7 +205,9 @@ def start_summary_run(folder: Path, mode: WandbMode, project: str, **settings: A
     own_wandb_service()
     return wandb.init(
         project=project,
-        dir=str(folder),
+        # Absolute: given a relative dir, a second run opened after this process changed
+        # directory wrote no run file under it (tests/test_wandb_runs.py).
+        dir=str(Path(folder).resolve()),
         id=wandb_run_id(folder),
         resume="allow",
         mode="offline" if wandb_offline(mode) else "online",

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import wandb
 from factories import write_store
-from wandb_records import run_records
+from wandb_records import run_records, wait_for_exit
 
 from aunet.cli import main as aunet_main
+from aunet.cli import start_summary_run
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.models import FAN, FANConfig, save_fan
 
@@ -55,3 +56,17 @@ def test_fold_runs_carry_group_and_job_type(inputs, tmp_path, monkeypatch):
     aunet_main(command("validate", inputs, evaluated, "--ckpt_path", str(checkpoint)))
     (run,) = run_records(evaluated)  # a run of its own, not the training run reused
     assert (run.run_group, run.job_type) == ("adapt-disfa", "validate")
+
+
+def test_summary_runs_opened_from_different_working_folders_each_write_their_file(
+    tmp_path, monkeypatch
+):
+    """Cross-validation, table and robustness runs go to relative folders (runs/...)."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        start_summary_run(Path("summary"), "offline", "aunet", name=name).finish()
+    for name in ("first", "second"):
+        folder = tmp_path / name / "summary"
+        wait_for_exit(folder)
+        assert [run.display_name for run in run_records(folder)] == [name]
