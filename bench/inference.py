@@ -7,10 +7,14 @@ demo's (``reparam`` over the light FAN, folded, 64 x 64 input) and the paper's s
 256 x 256). Reported: frames/s (wall clock), seconds per stage (decode, detect, crop, forward,
 write), CPU time, and "network alone": :class:`aunet.inference.AUPredictor` on batches of
 ``--batch-size`` ready crops (uint8 to float, the folded network, reading intensities off the
-maps; best of 3), at 256 px against Table 5's 0.016 s/image for reparametrisation.
+maps; best of 3), at 256 px against Table 5's 0.016 s/image for reparametrisation. Both run in
+the precision ``aunet-predict`` chooses on this CPU
+(:func:`aunet.training.precision.choose_precision`), and both rates are printed beside their
+limit P/F (:class:`bench.common.Limit`): F the folded network's counted GFLOPs per image, P
+this process's best matrix product in that precision (:func:`bench.common.cpu_peaks`).
 
-Run ``python -m bench.inference`` (``--quick``: 60 frames; ``--frames N``); figures go to
-``bench/BENCHMARKS.md`` under "Inference".
+Run ``python -m bench.inference`` (``--quick``: 60 frames; ``--frames N``; ``--image-sizes``);
+figures go to ``bench/BENCHMARKS.md`` under "Inference".
 """
 
 from __future__ import annotations
@@ -27,16 +31,21 @@ import torch
 from skimage.data import astronaut
 
 from aunet.aus import DATASET_AUS
+from aunet.inference import AUPredictor, load_predictor
 from aunet.models import LIGHT_FAN_CONFIG
+from aunet.models.complexity import inference_flops
 from aunet.predict import predict
 from aunet.training import AUHeatmapModule
-from bench.common import best_time, record
+from aunet.training.precision import AUTO, choose_precision
+from bench.common import Limit, best_time, cpu_peaks, record
 
 SIZE = (640, 480)
 PAPER_SIZE = 256
 #: Table 5's seconds per image of the reparametrisation model (a GPU; the paper names none).
 PAPER_REPARAM_SECONDS = 0.016
 FPS = 25.0
+#: The models' input sides and what the figures call them.
+MODELS = {64: "64 px demo model", 256: "256 px light FAN"}
 
 
 def write_video(path: Path, frames: int) -> Path:
@@ -68,12 +77,10 @@ def checkpoint(path: Path, image_size: int) -> Path:
     return path
 
 
-def network_rate(path: Path, image_size: int, batch: int) -> float:
+def network_rate(predictor: AUPredictor, batch: int) -> float:
     """Frames/s of the folded network alone on batches of ``batch`` crops."""
-    from aunet.inference import load_predictor
-
-    predictor = load_predictor(path, "cpu")
-    crops = np.random.default_rng(0).integers(0, 256, (batch, image_size, image_size, 3), np.uint8)
+    side = predictor.image_size
+    crops = np.random.default_rng(0).integers(0, 256, (batch, side, side, 3), np.uint8)
     return batch / best_time(lambda: predictor(crops), repeats=3)
 
 
@@ -84,26 +91,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, help="video length (default 1,500; --quick 60)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--image-sizes", type=int, nargs="+", default=tuple(MODELS), choices=tuple(MODELS),
+        help="the models to time (default: both)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     frames = args.frames or (60 if args.quick else 1500)
-    figures = {}
+    precision = choose_precision(AUTO, "cpu").precision  # as aunet-predict chooses here
+    peak = cpu_peaks()[precision]
+    figures = {"precision": precision}
     with tempfile.TemporaryDirectory() as folder:
         video = write_video(Path(folder) / "video.mp4", frames)
-        for image_size, name in ((64, "64 px demo model"), (256, "256 px light FAN")):
+        for image_size in args.image_sizes:
+            name = MODELS[image_size]
             model = checkpoint(Path(folder) / f"{image_size}.ckpt", image_size)
+            predictor = load_predictor(model, "cpu", precision=precision)
+            limit = Limit(peak, inference_flops(predictor.network, image_size) / 1e9)
             summary = predict(
                 [video], model, Path(folder) / "au.csv", batch_size=args.batch_size,
-                device="cpu", progress=False,
+                device="cpu", precision=precision, progress=False,
             )  # fmt: skip
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.stages.items())
             figures[f"{name}, {frames} frames 640x480, batch {args.batch_size}"] = (
-                f"{summary.frames / summary.seconds:.1f} frames/s wall, "
+                f"{limit.describe(summary.frames / summary.seconds, 'frames/s')} (wall); "
                 f"{summary.frames / summary.cpu_seconds:.1f} frames per CPU-second "
                 f"({summary.faces} faces; {stages})"
             )
-            rate = network_rate(model, image_size, args.batch_size)
-            figures[f"{name}, network alone"] = f"{rate:.1f} frames/s ({1 / rate:.3f} s/image)"
+            rate = network_rate(predictor, args.batch_size)
+            figures[f"{name}, network alone"] = (
+                f"{limit.describe(rate, 'frames/s')} ({1 / rate:.3f} s/image)"
+            )
             if image_size == PAPER_SIZE:
                 figures["network alone / Table 5's reparam"] = (
                     f"{1 / rate / PAPER_REPARAM_SECONDS:.1f}x the paper's "
@@ -112,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every setting in the command, so that each row can be re-run as it was measured.
     command = (
         f"python -m bench.inference --threads {args.threads} --frames {frames} "
-        f"--batch-size {args.batch_size}"
+        f"--batch-size {args.batch_size} --image-sizes {' '.join(map(str, args.image_sizes))}"
     )
     record("Inference", figures, command=command)
 

@@ -21,9 +21,11 @@ FLOPs convention: a step's FLOPs are counted, not estimated, by ``torch.utils.fl
 over one forward + backward pass of the module in training mode (convolutions and matrix
 products, a multiply-add being 2 FLOPs; frozen backbones need no weight gradients, so their
 steps cost less than the usual 3x the forward FLOPs of ``bench/results/complexity.json``).
-Achieved GFLOP/s is that count times images/s, and its fraction of the peak is against the
-best 2048 x 2048 float32 ``torch.mm`` of the same process with the same threads, measured
-before each strategy (the best of the run: other jobs on a shared machine slow it too).
+Each rate is printed beside its limit P/F (:class:`bench.common.Limit`): F that count per
+image, P the best 2048 x 2048 ``torch.mm`` of the same process with the same threads in the
+configuration's arithmetic (float32; for ``bf16``, :func:`bench.common.cpu_peaks`), measured
+before each strategy (the best of the run: other jobs on a shared machine slow it too). The
+share of the limit is the share of P that the step's arithmetic reaches.
 
 Run ``python -m bench.train_step`` (``--quick``: batch 8 and 2 timed steps instead of 48 and
 3); figures go to ``bench/BENCHMARKS.md`` under "Training step".
@@ -45,13 +47,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from aunet.models import FANConfig
 from aunet.training import AUHeatmapModule
 from aunet.training.common import OptimiserSettings
-from bench.common import best_time, record
+from aunet.training.precision import BF16_MIXED, FLOAT32
+from bench.common import Limit, best_time, cpu_peaks, record
 from bench.complexity import model_section
 from bench.heatmaps import AUS, per_sample_targets, random_labels
 
 STRATEGIES = ("scratch", "adapt", "attention", "reparam", "resnet18")
 CONFIGURATIONS = ("default", "naive", "bf16")
-PEAK_SIDE = 2048
 
 
 def build_module(name: str, channels_last: bool) -> AUHeatmapModule:
@@ -94,10 +96,11 @@ def step_function(
 ) -> Callable[[], None]:
     """One optimisation step on ``batch``, as Lightning's automatic optimisation runs it."""
     optimiser = OptimiserSettings(1e-4, 1e-6, None).build(module, 1)["optimizer"]
+    device = batch["image"].device.type
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        precision = torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+        precision = torch.autocast(device, torch.bfloat16) if bf16 else contextlib.nullcontext()
         with precision:
             loss = module.training_step(batch, 0)
         loss.backward()
@@ -115,12 +118,6 @@ def step_gflops(module: AUHeatmapModule, batch: dict[str, torch.Tensor]) -> floa
     return counter.get_total_flops() / 2 / 1e9
 
 
-def matmul_peak_gflops(repeats: int = 5) -> float:
-    """GFLOP/s of the best 2048 x 2048 float32 matrix product in this process."""
-    a, b = torch.rand(PEAK_SIDE, PEAK_SIDE), torch.rand(PEAK_SIDE, PEAK_SIDE)
-    return 2 * PEAK_SIDE**3 / best_time(lambda: torch.mm(a, b), repeats=repeats) / 1e9
-
-
 def measure(
     name: str, configuration: str, batch: dict[str, torch.Tensor], steps: int
 ) -> dict[str, Any]:
@@ -134,16 +131,14 @@ def measure(
 
 
 def row(
-    name: str, results: dict[str, dict[str, Any]], peak: float, seconds: float
+    name: str, results: dict[str, dict[str, Any]], peaks: dict[str, float], seconds: float
 ) -> dict[str, str]:
-    """One strategy's figures: each configuration's rate, FLOP rate and share of the peak."""
-    figures = {"strategy": name, "fp32 matmul peak (best of the run)": f"{peak:.0f} GFLOP/s"}
+    """One strategy's figures: each configuration's rate beside its limit P/F."""
+    figures = {"strategy": name}
     for configuration, result in results.items():
-        achieved = result["images_per_s"] * result["gflops_per_image"]
-        figures[configuration] = (
-            f"{result['images_per_s']:.2f} img/s, {result['gflops_per_image']:.1f} "
-            f"GFLOP/img, {achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of peak"
-        )
+        peak = peaks[BF16_MIXED if configuration == "bf16" else FLOAT32]
+        limit = Limit(peak, result["gflops_per_image"])
+        figures[configuration] = limit.describe(result["images_per_s"])
     if {"default", "naive"} <= results.keys():
         ratio = results["default"]["images_per_s"] / results["naive"]["images_per_s"]
         figures["default / naive"] = f"{ratio:.2f}x"
@@ -173,17 +168,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, Any
         f"python -m bench.train_step --batch-size {batch_size} --steps {steps} "
         f"--image-size {args.image_size} --threads {args.threads}"
     )
+    if tuple(args.configurations) != CONFIGURATIONS:  # a row says what it left out
+        command += " --configurations " + " ".join(args.configurations)
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    peaks, seconds = [], {}
+    peaks: dict[str, float] = {}
+    seconds = {}
     for name in args.strategies:
         # Other jobs on a shared machine slow the matmul too: the peak is the best of all runs.
-        peaks.append(matmul_peak_gflops())
+        for precision, peak in cpu_peaks().items():
+            peaks[precision] = max(peak, peaks.get(precision, 0.0))
         start = time.perf_counter()
         results[name] = {c: measure(name, c, batch, steps) for c in args.configurations}
         seconds[name] = time.perf_counter() - start
-    peak = max(peaks)
     for name, result in results.items():
-        record("Training step", row(name, result, peak, seconds[name]), command=command)
+        record("Training step", row(name, result, peaks, seconds[name]), command=command)
     return results
 
 

@@ -12,9 +12,13 @@ import torch
 import bench.common
 from aunet.heatmaps import au_targets
 from bench.__main__ import main as run_benchmarks
+from bench.common import Limit, flop_rate, images_rate
 from bench.data_pipeline import main as data_pipeline
 from bench.heatmaps import AUS, numpy_targets, random_labels
+from bench.inference import main as inference
 from bench.train_step import main as train_step
+
+LIMIT_BESIDE = "of the limit P/F = "
 
 
 @pytest.fixture
@@ -83,7 +87,25 @@ def test_runner_runs_one_benchmark_and_records_its_duration(benchmarks_md):
     )
 
 
-def test_train_step_runs_tiny_and_counts_the_same_flops_both_ways(benchmarks_md):
+def test_limit_is_peak_over_flops_and_share_its_fraction():
+    limit = Limit(peak_gflops=195.0, gflops_per_image=9.1)  # the reparam: P/F ~ 21.5
+    assert limit.images_per_s == pytest.approx(21.428, abs=1e-3)
+    assert limit.share(14.2) == pytest.approx(0.6627, abs=1e-4)
+    assert limit.share(limit.images_per_s) == pytest.approx(1.0)
+    assert limit.describe(14.2) == (
+        "14.2 img/s = 66% of the limit P/F = 195 GFLOP/s / 9.10 GFLOP = 21.4 img/s"
+    )
+    gpu = Limit(peak_gflops=790e3, gflops_per_image=15.8)
+    assert gpu.images_per_s == pytest.approx(50_000.0)
+    assert gpu.describe(10_000, "frames/s") == (
+        "10,000 frames/s = 20% of the limit P/F = 790 TFLOP/s / 15.80 GFLOP = 50,000 frames/s"
+    )
+    assert [images_rate(x) for x in (1.354, 14.24, 143.4)] == ["1.35 img/s", "14.2 img/s",
+                                                                 "143 img/s"]  # fmt: skip
+    assert flop_rate(9_999.0) == "9999 GFLOP/s"
+
+
+def test_train_step_runs_tiny_and_counts_the_same_flops_both_ways(benchmarks_md, capsys):
     results = train_step(
         ["--batch-size", "2", "--steps", "1", "--image-size", "64", "--strategies", "adapt",
          "--configurations", "default", "naive", "--threads", "1"]
@@ -93,6 +115,18 @@ def test_train_step_runs_tiny_and_counts_the_same_flops_both_ways(benchmarks_md)
     assert default["gflops_per_image"] == pytest.approx(naive["gflops_per_image"], rel=1e-3)
     assert default["images_per_s"] > 0 and naive["images_per_s"] > 0
     assert "default / naive" in benchmarks_md.read_text()
+    printed = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    for configuration in ("default", "naive"):
+        assert LIMIT_BESIDE in printed[configuration]  # every rate beside its limit
+
+
+def test_inference_prints_the_limit_beside_every_rate(benchmarks_md, capsys):
+    inference(["--frames", "6", "--batch-size", "4", "--image-sizes", "64", "--threads", "1"])
+    rates = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
+    assert len(rates) == 2  # end to end and the network alone
+    assert all(LIMIT_BESIDE in line for line in rates)
+    row = benchmarks_md.read_text().split("## Inference")[1]
+    assert "--image-sizes 64`" in row and row.count(LIMIT_BESIDE) == 2
 
 
 def test_data_pipeline_runs_tiny_for_both_encodings(benchmarks_md):
