@@ -29,7 +29,7 @@ ARGS ?=
 QUICK ?=
 
 .PHONY: help install test test-slow rehearse lint format train cv prep fan bench bench-complexity \
-	table robustness clean
+	bench-gpu table robustness clean
 
 # In the `## ` texts that `make help` lists, a bare VAR=value is VAR's default above (the same
 # value: tests/test_cli_quiet.py checks), [VAR=...] an optional setting and VAR=<...> a
@@ -84,6 +84,9 @@ fan: $(STAMP)  ## pre-train a FAN: [FAN_DATA=data/300w-lp.h5] (default: syntheti
 
 bench: $(STAMP)  ## run the benchmarks in bench/ ([QUICK=1] for a short run)
 	$(PY) -m bench $(if $(QUICK),--quick)
+
+bench-gpu: $(STAMP)  ## one-shot GPU benchmark (under 8 min on one CUDA GPU; rows in bench/BENCHMARKS.md) [QUICK=1: the CPU dry run, nothing recorded] [ARGS=...]
+	$(PY) -m bench.gpu $(if $(QUICK),--device cpu --quick --no-record) $(ARGS)
 
 bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> bench/results/complexity.json
 	$(PY) -m bench.complexity
