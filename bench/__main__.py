@@ -8,6 +8,9 @@ its rows' commands say), each starting with ``--threads`` torch threads (a bench
 measures per core sets one thread itself; every row states its thread count), and then records
 how long each took under "Benchmark runs".
 ``--quick`` runs in under 5 minutes on a 2-core CPU; the full run takes much longer.
+Every network rate printed (training step, inference) stands beside its limit P/F
+(:class:`bench.common.Limit`). :mod:`bench.gpu` is not run here: it needs a CUDA GPU
+(``make bench-gpu``).
 """
 
 from __future__ import annotations
