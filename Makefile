@@ -27,6 +27,7 @@ LAUNCH ?= local
 ROOT ?=
 ARGS ?=
 QUICK ?=
+SEEDS ?= 1
 
 .PHONY: help install test test-slow rehearse lint format train cv prep fan bench bench-complexity \
 	bench-gpu table robustness clean
@@ -72,8 +73,8 @@ train: $(STAMP)  ## train one experiment: EXP=reparam DATA=synthetic [FOLD=k] [F
 	$(PY) -m aunet.launch train --exp $(EXP) --data $(DATA) $(if $(FOLD),--fold $(FOLD)) \
 		$(if $(FAN),--fan $(FAN)) $(if $(RESUME),--resume) -- $(ARGS)
 
-cv: $(STAMP)  ## cross-validate: EXP=reparam DATA=synthetic [FAN=path] [LAUNCH=local|slurm] [ARGS=...]
-	$(PY) -m aunet.launch cv --exp $(EXP) --data $(DATA) --launch $(LAUNCH) \
+cv: $(STAMP)  ## cross-validate: EXP=reparam DATA=synthetic [FAN=path] [SEEDS=n] [LAUNCH=local|slurm] [ARGS=...]
+	$(PY) -m aunet.launch cv --exp $(EXP) --data $(DATA) --launch $(LAUNCH) --seeds $(SEEDS) \
 		$(if $(FAN),--fan $(FAN)) -- $(ARGS)
 
 prep: $(STAMP)  ## convert a dataset to HDF5: DATA=synthetic (drawn; a real one needs ROOT=<its folder>) [ARGS=...]
@@ -91,9 +92,9 @@ bench-gpu: $(STAMP)  ## one-shot GPU benchmark (under 8 min on one CUDA GPU; row
 bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> bench/results/complexity.json
 	$(PY) -m bench.complexity
 
-table: $(STAMP)  ## reproduce Table 2: DATA=synthetic [FAN=path] [EXPS="scratch adapt ..."] [LAUNCH=local|slurm] [ARGS=...]
+table: $(STAMP)  ## reproduce Table 2: DATA=synthetic [FAN=path] [EXPS="scratch adapt ..."] [SEEDS=n] [LAUNCH=local|slurm] [ARGS=...]
 	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(FAN),--fan $(FAN)) \
-		$(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
+		--seeds $(SEEDS) $(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
 
 robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=reparam DATA=synthetic [FAN=path] [ARGS=...]
 	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) $(if $(FAN),--fan $(FAN)) -- $(ARGS)

@@ -142,16 +142,45 @@ def intervals(predictions: Predictions, settings: BootstrapSettings) -> dict[str
         ``{"icc": {"AU01": [low, high] or None, ...}, "mse": {...}, "icc_mean": [low, high],
         "mse_mean": [...], "bootstrap": settings.record(...)}``.
     """
-    statistics = SubjectStatistics.of(predictions)
-    samples = statistics.scores(subject_draws(len(statistics.subjects), settings))
+    return seed_mean_intervals([predictions], settings)
+
+
+def seed_mean_intervals(
+    seeds: Sequence[Predictions], settings: BootstrapSettings
+) -> dict[str, Any]:
+    """Intervals of the mean over seeds of each figure, as :func:`intervals` for one seed.
+
+    Every seed's predictions (the same frames, predicted by the runs of one seed) are scored
+    on the same resamples of subjects, and each resample's figure is the mean of the seeds'
+    figures: the interval is that of the seed mean a report gives, and the subjects' luck is
+    not counted once per seed. For one seed it is :func:`intervals`, value for value.
+
+    Returns:
+        As :func:`intervals`; ``bootstrap`` also records ``seeds`` when there are several.
+
+    Raises:
+        ValueError: for no seeds, or seeds of different subjects or AUs.
+    """
+    if not seeds:
+        raise ValueError("no predictions to bootstrap")
+    statistics = [SubjectStatistics.of(predictions) for predictions in seeds]
+    first = statistics[0]
+    same_aus = len({predictions.au_names for predictions in seeds}) == 1
+    if not same_aus or any(each.subjects != first.subjects for each in statistics):
+        raise ValueError("the seeds' predictions cover different subjects or AUs")
+    draws = subject_draws(len(first.subjects), settings)
+    per_seed = [s.scores(draws) for s in statistics]
+    samples = {key: torch.stack([each[key] for each in per_seed]).mean(0) for key in per_seed[0]}
     result: dict[str, Any] = {}
     for metric in ("icc", "mse"):
         result[metric] = {
             au: percentile_interval(samples[metric][:, k], settings.level)
-            for k, au in enumerate(predictions.au_names)
+            for k, au in enumerate(seeds[0].au_names)
         }
         result[f"{metric}_mean"] = percentile_interval(samples[f"{metric}_mean"], settings.level)
-    result["bootstrap"] = settings.record(len(statistics.subjects))
+    result["bootstrap"] = settings.record(len(first.subjects))
+    if len(seeds) > 1:
+        result["bootstrap"]["seeds"] = len(seeds)
     return result
 
 

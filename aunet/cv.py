@@ -24,7 +24,12 @@ Files, all written atomically (a temporary name in the same folder, then a renam
   (:class:`CVPlan`), so that re-running ``make cv`` or a requeued SLURM task finds them again;
 - ``<run folder>/predictions-<last|best>.csv``: one fold's predictions;
 - ``runs/cv/<experiment>-<dataset>/predictions.csv``, ``report.json``, ``report.md`` and
-  ``per_au.png``: the aggregated predictions and their report (DESIGN.md, Contracts).
+  ``per_au.png``: the aggregated predictions and their report (DESIGN.md, Contracts);
+- with ``make cv SEEDS=n`` (n > 1), ``predictions-seed<s>.csv`` beside them: the aggregated
+  predictions of seed s's runs (``predictions.csv`` is seed 0's). Each seed is one complete
+  cross-validation, scored as above; the report gives the mean of the seeds' figures and their
+  spread (``report["seeds"]``), and its intervals are those of the seed mean
+  (:func:`aunet.bootstrap.seed_mean_intervals`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,12 @@ import torch
 import yaml
 
 from aunet import progress
-from aunet.bootstrap import DEFAULT_SETTINGS, BootstrapSettings, format_interval, intervals
+from aunet.bootstrap import (
+    DEFAULT_SETTINGS,
+    BootstrapSettings,
+    format_interval,
+    seed_mean_intervals,
+)
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import (
     CHECKPOINT_FOLDER,
@@ -136,16 +146,21 @@ class CVTask:
         fold: the held-out fold (1-3), or None for a dataset's official partitions.
         run_dir: the run folder, fixed when the plan is made so that a re-run or a requeued
             job resumes the same run.
+        seed: the repetition (``make cv SEEDS=n`` trains seeds 0 to n-1 of every fold); seed
+            ``s`` fits with ``seed_everything`` s, seed 0 with the configs' own (0). Plans
+            written before seeds have none: their tasks are seed 0.
     """
 
     task: int
     fold: int | None
     run_dir: str
+    seed: int = 0
 
     @property
     def label(self) -> str:
-        """``fold<k>`` or ``official``."""
-        return "official" if self.fold is None else f"fold{self.fold}"
+        """``fold<k>`` or ``official``, with ``-seed<s>`` for seeds after 0."""
+        name = "official" if self.fold is None else f"fold{self.fold}"
+        return name if self.seed == 0 else f"{name}-seed{self.seed}"
 
     def finished(self) -> bool:
         """Whether the run's fit ended (``metrics.json`` is written at the end of a fit)."""
@@ -166,7 +181,7 @@ class CVPlan:
         fan: the FAN weights every fold's fit transfers from, if any.
         checkpoint: which checkpoint of each run predicts its held-out frames.
         extra: flags for every fold's ``aunet fit`` (``make cv ... ARGS=``).
-        tasks: the runs, in fold order.
+        tasks: the runs: seed 0's in fold order, then each further seed's.
     """
 
     experiment: str
@@ -185,6 +200,15 @@ class CVPlan:
     def path(self) -> Path:
         """The plan's file, ``<folder>/plan.json``."""
         return self.folder / "plan.json"
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds the plan trains, in order (``(0,)`` for one run per fold)."""
+        return tuple(sorted({task.seed for task in self.tasks}))
+
+    def tasks_of(self, seed: int) -> tuple[CVTask, ...]:
+        """The tasks of one seed, in fold order: one complete cross-validation."""
+        return tuple(task for task in self.tasks if task.seed == seed)
 
     def task(self, number: int) -> CVTask:
         """The task with this 1-based number.
@@ -542,32 +566,83 @@ def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
         )
     bounds = report["intervals"]
     settings = bounds["bootstrap"]
+    seeds = report.get("seeds")
+    spread = seeds["spread"] if seeds else None
     lines = [
         f"# {plan.experiment} on {plan.dataset}: cross-validation report",
         "",
         f"ICC(3,1) and MSE per AU (Sec. 5.2) {scope}",
         f"Checkpoint: `{plan.checkpoint}`.",
         "",
+    ]
+    if seeds:
+        lines += [
+            f"Seeds: {seeds['count']}. Every fold was trained once per seed "
+            "(`seed_everything` 0 to "
+            f"{seeds['count'] - 1}); each seed's aggregated predictions are scored as above "
+            "(`predictions.csv` is seed 0's, `predictions-seed<s>.csv` seed s's), and each "
+            "figure is the mean of the seeds' figures, with the sample standard deviation "
+            "(sd) and the range (min-max) over the seeds.",
+            "",
+        ]
+    lines += [
         f"Intervals: {settings['level']:.0%} percentile intervals from a bootstrap over the "
         f"{settings['subjects']} subjects ({settings['resamples']} resamples, seed "
         f"{settings['seed']}; docs/experiments.md), n/a where the statistic is undefined in "
-        "many resamples.",
+        "many resamples"
+        + (
+            ": each resample scores every seed's predictions on the same subjects and takes "
+            "the mean over the seeds, so the interval is that of the seed mean."
+            if seeds
+            else "."
+        ),
         "",
-        "| AU | ICC | ICC interval | MSE | MSE interval |",
-        "|---|---:|---:|---:|---:|",
     ]
+    if spread:
+        lines += [
+            "| AU | ICC | sd | min-max | ICC interval | MSE | sd | min-max | MSE interval |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += ["| AU | ICC | ICC interval | MSE | MSE interval |", "|---|---:|---:|---:|---:|"]
+
+    def cells(metric: str, au: str | None, value: str) -> str:
+        """A metric's value for an AU (None: the mean), its spread over seeds, its interval."""
+        interval = format_interval(bounds[f"{metric}_mean"] if au is None else bounds[metric][au])
+        if not spread:
+            return f"{value} | {interval}"
+        figures = spread[f"{metric}_mean"] if au is None else spread[metric][au]
+        span = (
+            "n/a"
+            if figures["min"] is None
+            else f"{_format(figures['min'])}-{_format(figures['max'])}"
+        )
+        return f"{value} | {_format(figures['sd'])} | {span} | {interval}"
+
     lines += [
-        f"| {au} | {_format(report['icc'][au])} | {format_interval(bounds['icc'][au])} "
-        f"| {_format(report['mse'][au])} | {format_interval(bounds['mse'][au])} |"
+        f"| {au} | {cells('icc', au, _format(report['icc'][au]))} "
+        f"| {cells('mse', au, _format(report['mse'][au]))} |"
         for au in report["icc"]
     ]
+    icc_mean, mse_mean = (f"**{_format(report[key])}**" for key in ("icc_mean", "mse_mean"))
     lines += [
-        f"| **mean** | **{_format(report['icc_mean'])}** | "
-        f"{format_interval(bounds['icc_mean'])} | **{_format(report['mse_mean'])}** | "
-        f"{format_interval(bounds['mse_mean'])} |",
+        f"| **mean** | {cells('icc', None, icc_mean)} | {cells('mse', None, mse_mean)} |",
         "",
         "![ICC and MSE per AU](per_au.png)",
         "",
+    ]
+    if seeds:
+        lines += [
+            "| seed | ICC mean | MSE mean | predictions |",
+            "|---:|---:|---:|---|",
+            *(
+                f"| {entry['seed']} | {_format(entry['icc_mean'])} | "
+                f"{_format(entry['mse_mean'])} | `{entry['predictions']}` |"
+                for entry in seeds["per_seed"]
+            ),
+            "",
+        ]
+    lines += [
         "| run | frames | ICC mean of this run alone | folder |",
         "|---|---:|---:|---|",
     ]
@@ -603,6 +678,41 @@ def plot_per_au(path: Path, report: dict[str, Any], title: str) -> Path:
     return save_figure(figure, path, title)
 
 
+def pooled_predictions_file(folder: Path, seed: int) -> Path:
+    """``predictions.csv`` for seed 0 (the file before seeds), else ``predictions-seed<s>.csv``."""
+    return folder / ("predictions.csv" if seed == 0 else f"predictions-seed{seed}.csv")
+
+
+#: What :func:`spread` gives of a figure over seeds.
+SPREAD_KEYS = ("mean", "sd", "min", "max")
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float | None]:
+    """Mean, sample standard deviation (n - 1), min and max of a figure over two or more seeds.
+
+    All None when a seed's figure is undefined: a mean over the other seeds would compare
+    unlike things (and the bootstrap's seed mean is undefined there too).
+    """
+    if any(value is None for value in values):
+        return dict.fromkeys(SPREAD_KEYS)
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "sd": float(array.std(ddof=1)),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def seed_spread(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`spread` of every figure of :func:`score` over the seeds' scores."""
+    result: dict[str, Any] = {}
+    for metric in ("icc", "mse"):
+        result[metric] = {au: spread([s[metric][au] for s in scores]) for au in scores[0][metric]}
+        result[f"{metric}_mean"] = spread([s[f"{metric}_mean"] for s in scores])
+    return result
+
+
 def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """Aggregate every run's predictions, score them, and write the report files.
 
@@ -610,6 +720,12 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
     :attr:`CVPlan.folder`; the report is computed from ``predictions.csv`` as written, so it
     equals :func:`aunet.metrics.icc` on that file. Every figure has its subject-bootstrap
     interval (``report["intervals"]``, :func:`aunet.bootstrap.intervals`).
+
+    A plan of several seeds also writes ``predictions-seed<s>.csv`` per further seed; each
+    figure is then the mean over the seeds of that seed's figure on its own aggregated file,
+    ``report["seeds"]`` holds each seed's figures and runs and the spread
+    (:data:`SPREAD_KEYS`) over seeds, and the intervals are those of the seed mean
+    (:func:`aunet.bootstrap.seed_mean_intervals`).
 
     Raises:
         CVError: naming the run, when a run has not finished.
@@ -620,14 +736,31 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
         raise CVError(
             f"not every run has finished: {names}; run `make cv` again to train what is missing"
         )
-    parts = [
-        read_predictions(run_predictions(task.run_dir, plan.checkpoint)) for task in plan.tasks
-    ]
-    target = plan.folder / "predictions.csv"
-    write_predictions(target, Predictions.concatenate(parts))
-    predictions = read_predictions(target)
-    report = score(predictions)
-    report["intervals"] = intervals(predictions, bootstrap)
+    parts = {
+        task: read_predictions(run_predictions(task.run_dir, plan.checkpoint))
+        for task in plan.tasks
+    }
+    pooled = []
+    for seed in plan.seeds:
+        target = pooled_predictions_file(plan.folder, seed)
+        write_predictions(target, Predictions.concatenate([parts[t] for t in plan.tasks_of(seed)]))
+        pooled.append(read_predictions(target))
+    scores = [score(predictions) for predictions in pooled]
+    spreads = seed_spread(scores) if len(scores) > 1 else None
+    if spreads is None:
+        report = scores[0]
+    else:
+        report = {
+            "icc": {au: figures["mean"] for au, figures in spreads["icc"].items()},
+            "mse": {au: figures["mean"] for au, figures in spreads["mse"].items()},
+            "icc_mean": spreads["icc_mean"]["mean"],
+            "mse_mean": spreads["mse_mean"]["mean"],
+            "frames": scores[0]["frames"],
+        }
+    try:
+        report["intervals"] = seed_mean_intervals(pooled, bootstrap)
+    except ValueError as error:  # a store changed between seeds' runs
+        raise CVError(f"{plan.folder}: {error}; re-run the seeds on one store") from None
     report.update(
         experiment=plan.experiment,
         dataset=plan.dataset,
@@ -640,9 +773,23 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
                 "held_out": ",".join(sorted(set(part.fold))),
                 "icc_mean": score(part)["icc_mean"],
             }
-            for task, part in zip(plan.tasks, parts, strict=True)
+            for task, part in parts.items()
         ],
     )
+    if spreads is not None:
+        report["seeds"] = {
+            "count": len(scores),
+            "spread": spreads,
+            "per_seed": [
+                {
+                    "seed": seed,
+                    "predictions": pooled_predictions_file(plan.folder, seed).name,
+                    "runs": [task.run_dir for task in plan.tasks_of(seed)],
+                    **seed_score,
+                }
+                for seed, seed_score in zip(plan.seeds, scores, strict=True)
+            ],
+        }
     write_json_atomically(plan.folder / "report.json", report)
     with atomic_path(plan.folder / "report.md") as temporary:
         temporary.write_text(report_markdown(report, plan))
@@ -684,9 +831,12 @@ def log_report_to_wandb(
       figures below; the plan (``plan``); and each fold run's W&B id (``fold_runs``, by label);
     - the per-AU table (``cv/per_au``) and the bar chart;
     - every value in its summary (``cv/icc/AU01``, ..., ``cv/icc_mean``, ``cv/mse_mean``, and
-      the means' intervals ``cv/icc_mean_low``/``_high``, ``cv/mse_mean_low``/``_high``);
+      the means' intervals ``cv/icc_mean_low``/``_high``, ``cv/mse_mean_low``/``_high``); with
+      several seeds also ``cv/seeds``, the means' spread over seeds (``cv/icc_mean_sd``,
+      ``_min``, ``_max``, likewise for MSE) and each seed's (``cv/seed<s>/icc_mean``, ...);
     - the pooled predictions (``predictions.csv``: subject, frame, fold, true and predicted
-      intensity per AU) as the W&B Table ``predictions`` of an artifact
+      intensity per AU) as the W&B Table ``predictions`` (and each further seed's
+      ``predictions-seed<s>.csv`` as ``predictions-seed<s>``) of an artifact
       ``<experiment>-<dataset>-predictions`` of type ``predictions``, which the run logs as its
       output: the run makes the pooled predictions, in W&B's single-run mode of creating an
       artifact version (a re-made report whose predictions changed adds a version).
@@ -730,10 +880,12 @@ def log_report_to_wandb(
             "fold_runs": fold_runs,
         },
     )
-    pooled = read_predictions(plan.folder / "predictions.csv")  # the file the report scored
-    # W&B converts a Table cell by cell: 45 s for DISFA's 130,000 frames on 2 CPU cores.
-    print(f"W&B: adding the {len(pooled)} pooled predictions as a Table", flush=True)
-    artifact.add(predictions_table(pooled), "predictions")
+    for seed in plan.seeds:
+        path = pooled_predictions_file(plan.folder, seed)
+        pooled = read_predictions(path)  # the file the report scored
+        # W&B converts a Table cell by cell: 45 s for DISFA's 130,000 frames on 2 CPU cores.
+        print(f"W&B: adding the {len(pooled)} pooled predictions of {path.name}", flush=True)
+        artifact.add(predictions_table(pooled), path.stem)
     run.log_artifact(artifact)
     summary: dict[str, Any] = {
         f"cv/{name}/{au}": value for name in ("icc", "mse") for au, value in report[name].items()
@@ -742,6 +894,12 @@ def log_report_to_wandb(
     for key in ("icc_mean", "mse_mean"):  # the subject-bootstrap interval, for error bars
         low, high = report["intervals"][key] or (None, None)
         summary.update({f"cv/{key}_low": low, f"cv/{key}_high": high})
+    seeds = report.get("seeds")
+    if seeds:
+        summary["cv/seeds"] = seeds["count"]
+        for key in ("icc_mean", "mse_mean"):
+            summary.update({f"cv/{key}_{k}": seeds["spread"][key][k] for k in ("sd", "min", "max")})
+            summary.update({f"cv/seed{e['seed']}/{key}": e[key] for e in seeds["per_seed"]})
     run.summary.update(summary)
     directory = run.dir
     run.finish()

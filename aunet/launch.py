@@ -7,15 +7,16 @@ else the one shipped with aunet), picks the run folder (a new timestamp, or the 
 a checkpoint when resuming), runs ``aunet fit`` in a child process (so that DDP can relaunch
 it) and prints the run's summary.
 
-Cross-validation (``cv``) plans one run per fold (:class:`aunet.cv.CVPlan`), trains the folds one
-after another here, or submits them to SLURM as a job array with a dependent report job
+Cross-validation (``cv``) plans one run per fold and seed (:class:`aunet.cv.CVPlan`), trains the
+runs one after another here, or submits them to SLURM as a job array with a dependent report job
 (``experiments/slurm/``), and writes the report of :mod:`aunet.cv`. The SLURM jobs call the
 ``cv-fold``, ``cv-predict`` and ``cv-report`` sub-commands; ``docs/cluster.md`` tells the story.
 
 Usage: ``python -m aunet.launch train --exp reparam --data synthetic [--fold 1] [--fan PATH]
 [--resume] [-- extra aunet fit flags]``, ``python -m aunet.launch cv --exp adapt --data disfa
-[--launch local|slurm] [--fan PATH] [--checkpoint last|best] [--sbatch ARGS] [--sbatch-fold ARGS]
-[-- extra aunet fit flags]`` and ``python -m aunet.launch fan [--data FILE.h5]``.
+[--launch local|slurm] [--fan PATH] [--checkpoint last|best] [--seeds N] [--sbatch ARGS]
+[--sbatch-fold ARGS] [-- extra aunet fit flags]`` and ``python -m aunet.launch fan
+[--data FILE.h5]``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -144,12 +145,16 @@ def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float, 
     return frames, seconds, settings.workers
 
 
-def new_run_folder(root: Path) -> Path:
-    """``root/<timestamp>``, unique even for two launches in the same second."""
+def new_run_folder(root: Path, taken: Collection[Path] = ()) -> Path:
+    """``root/<timestamp>``, unique even for two launches in the same second.
+
+    ``taken``: folders already given out but not made yet (a plan names its runs' folders
+    before any fit creates one, and the seeds of a fold share its ``root``).
+    """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = root / stamp
     suffix = 1
-    while folder.exists():
+    while folder.exists() or folder in taken:
         folder = root / f"{stamp}-{suffix}"
         suffix += 1
     return folder
@@ -362,17 +367,38 @@ def print_summary(run_dir: Path, seconds: float) -> None:
 # Cross-validation
 
 
+def require_seeds(seeds: int) -> None:
+    """Refuse a number of seeds below 1 (``make cv SEEDS=0``)."""
+    if seeds < 1:
+        raise LaunchError(f"SEEDS={seeds}: the number of seeds per fold must be 1 or more")
+
+
 def plan_cross_validation(
-    experiment: str, dataset: str, fan: str | None, checkpoint: str, extra: list[str]
+    experiment: str,
+    dataset: str,
+    fan: str | None,
+    checkpoint: str,
+    extra: list[str],
+    seeds: int = 1,
 ) -> cv.CVPlan:
-    """The plan of ``make cv``: one run per fold (or one run on the official partitions).
+    """The plan of ``make cv``: one run per fold (or one on the official partitions) and seed.
+
+    Tasks are numbered seed by seed: seed 0's folds are tasks 1-3 (as before seeds), seed 1's
+    4-6, and so on (one task per seed on official partitions).
 
     A plan already in ``runs/cv/<experiment>-<dataset>/plan.json`` keeps its run folders, so a
     re-run after a failure trains only what is missing; its settings are updated (a changed
-    FAN or ARGS applies to the runs that have not finished, and the launcher says so).
+    FAN or ARGS applies to the runs that have not finished, and the launcher says so). Asked
+    for more seeds than it has, it gains the missing seeds' tasks; asked for fewer, it keeps
+    the seeds it has (their runs are not thrown away), and says so.
+
+    Raises:
+        LaunchError: for fewer than one seed.
     """
+    require_seeds(seeds)
     fan = prepare_inputs(experiment, dataset, fan, progress.Stages(CV_STAGES))
     path = cv.cv_folder(experiment, dataset) / "plan.json"
+    tasks: tuple[cv.CVTask, ...] = ()
     if path.exists():
         previous = cv.CVPlan.load(path)
         tasks = previous.tasks
@@ -382,26 +408,35 @@ def plan_cross_validation(
                 " finished runs keep theirs, the others train with "
                 f"FAN={fan} ARGS={shlex.join(extra)}"
             )
-    else:
-        folds = range(1, NUM_FOLDS + 1) if dataset in FOLD_DATASETS else [None]
-        tasks = tuple(
-            cv.CVTask(number, fold, str(new_run_folder(run_root(experiment, dataset, fold))))
-            for number, fold in enumerate(folds, 1)
-        )
+        if len(previous.seeds) > seeds:
+            print(f"note: {path} has {len(previous.seeds)} seeds; SEEDS={seeds} keeps them all")
+    folds = range(1, NUM_FOLDS + 1) if dataset in FOLD_DATASETS else [None]
+    taken = {Path(task.run_dir) for task in tasks}
+    for seed in range(len({task.seed for task in tasks}), seeds):
+        for fold in folds:
+            folder = new_run_folder(run_root(experiment, dataset, fold), taken)
+            taken.add(folder)
+            tasks += (cv.CVTask(len(tasks) + 1, fold, str(folder), seed),)
     plan = cv.CVPlan(experiment, dataset, fan, checkpoint, tuple(extra), tasks)
     plan.save()
     return plan
 
 
 def task_fit_command(plan: cv.CVPlan, task: cv.CVTask, prefix: Sequence[str] = ()) -> list[str]:
-    """The ``aunet fit`` command of a plan's task; ``prefix`` flags come before ``ARGS``."""
+    """The ``aunet fit`` command of a plan's task; ``prefix`` flags come before ``ARGS``.
+
+    A task of seed s > 0 ends with ``--seed_everything s``, after ``ARGS`` so that the seeds
+    differ even where ``ARGS`` sets a seed; seed 0 keeps the configs' own (0 in
+    ``experiments/base.yaml``, or ``ARGS``'s), so one seed trains exactly as before seeds.
+    """
+    seed = ["--seed_everything", str(task.seed)] if task.seed else []
     return fit_command(
         plan.experiment,
         plan.dataset,
         task.fold,
         plan.fan,
         Path(task.run_dir),
-        [*prefix, *plan.extra],
+        [*prefix, *plan.extra, *seed],
     )
 
 
@@ -429,6 +464,11 @@ def report(plan: cv.CVPlan) -> dict:
     bounds = result["intervals"]
     print(f"  95% intervals over subjects: ICC {format_interval(bounds['icc_mean'])}, "
           f"MSE {format_interval(bounds['mse_mean'])}")  # fmt: skip
+    seeds = result.get("seeds")
+    if seeds:
+        icc_spread, mse_spread = (seeds["spread"][key] for key in ("icc_mean", "mse_mean"))
+        print(f"  over {seeds['count']} seeds (means above): ICC sd {_number(icc_spread['sd'])}, "
+              f"MSE sd {_number(mse_spread['sd'])}")  # fmt: skip
     return result
 
 
@@ -578,27 +618,37 @@ def table(
     extra: list[str],
     sbatch_args: Sequence[str] = (),
     fold_args: Sequence[str] = (),
+    seeds: int = 1,
 ) -> None:
     """Cross-validate each experiment that has no report yet, then write the table.
 
     Locally the cross-validations run one after another and the table follows; on SLURM each
     is submitted as ``make cv ... LAUNCH=slurm`` does, and the table as a job that waits for
-    every report job (``afterok``). An experiment whose ``report.json`` exists is not run again.
+    every report job (``afterok``). An experiment whose ``report.json`` exists with ``seeds``
+    seeds or more is not run again; one with fewer gains the missing seeds' runs.
+
+    Raises:
+        LaunchError: for fewer than one seed.
     """
+    require_seeds(seeds)
     ordered = tables.order_experiments(experiments)
-    missing = tables.missing_experiments(ordered, dataset)
+    missing = tables.missing_experiments(ordered, dataset, seeds=seeds)
     for name in ordered:
         if name not in missing:
             print(f"{name}: {tables.report_file(name, dataset)} exists; not running it again")
     if launch == "local":
         for name in missing:
             print(f"\n=== {name} on {dataset}: cross-validation", flush=True)
-            cross_validate_locally(plan_cross_validation(name, dataset, fan, checkpoint, extra))
+            cross_validate_locally(
+                plan_cross_validation(name, dataset, fan, checkpoint, extra, seeds)
+            )
         write_table(dataset, ordered, extra)
         return
     report_jobs = [
         submit_to_slurm(
-            plan_cross_validation(name, dataset, fan, checkpoint, extra), sbatch_args, fold_args
+            plan_cross_validation(name, dataset, fan, checkpoint, extra, seeds),
+            sbatch_args,
+            fold_args,
         )[1]
         for name in missing
     ]
@@ -703,6 +753,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="which checkpoint predicts (default last: DISFA validates on the test fold)",
     )  # fmt: skip
     cv_parser.add_argument(
+        "--seeds", type=int, default=1,
+        help="train each fold this many times, seed_everything 0 to N-1 (default 1)",
+    )  # fmt: skip
+    cv_parser.add_argument(
         "--sbatch", default=os.environ.get("AUNET_SBATCH_ARGS", ""),
         help="sbatch options for every job (default: $AUNET_SBATCH_ARGS)",
     )  # fmt: skip
@@ -735,6 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     table_parser.add_argument("--launch", choices=("local", "slurm"), default="local")
     table_parser.add_argument("--fan", help="FAN weights for every experiment that uses one")
     table_parser.add_argument("--checkpoint", choices=cv.CHECKPOINTS, default="last")
+    table_parser.add_argument("--seeds", type=int, default=1, help="seeds per fold (default 1)")
     table_parser.add_argument("--sbatch", default=os.environ.get("AUNET_SBATCH_ARGS", ""))
     table_parser.add_argument("--sbatch-fold", default=os.environ.get("AUNET_SBATCH_FOLD_ARGS", ""))
     remake_parser = commands.add_parser(
@@ -781,7 +836,9 @@ def _run(argv: list[str] | None) -> None:
     if args.command == "train":
         train(args.exp, args.data, args.fold, args.fan, args.resume, extra)
     elif args.command == "cv":
-        plan = plan_cross_validation(args.exp, args.data, args.fan, args.checkpoint, extra)
+        plan = plan_cross_validation(
+            args.exp, args.data, args.fan, args.checkpoint, extra, args.seeds
+        )
         if args.launch == "local":
             cross_validate_locally(plan)
         else:
@@ -795,7 +852,7 @@ def _run(argv: list[str] | None) -> None:
         report(cv.CVPlan.load(args.plan))
     elif args.command == "table":
         table(args.data, args.exps, args.launch, args.fan, args.checkpoint, extra,
-              shlex.split(args.sbatch), shlex.split(args.sbatch_fold))  # fmt: skip
+              shlex.split(args.sbatch), shlex.split(args.sbatch_fold), args.seeds)  # fmt: skip
     elif args.command == "table-report":
         write_table(args.data, tables.order_experiments(args.exps), extra)
     elif args.command == "robustness":

@@ -26,7 +26,9 @@ Files, in ``runs/tables/<dataset>/``:
   ``experiment`` (for the paper's other works, their printed name), ``method``, the AU columns,
   ``avg``, ``best_in``
   (the columns where the row is best within its source and block, space-separated),
-  ``avg_low`` and ``avg_high`` (the average's 95% subject-bootstrap interval), in the ICC block
+  ``avg_low`` and ``avg_high`` (the average's 95% subject-bootstrap interval), ``seeds`` (how
+  many seeds the row's report averages; empty for the paper's rows) and ``avg_sd`` (the sample
+  standard deviation of the average over those seeds, empty for one), in the ICC block
   ``vs_best``, ``vs_best_low``, ``vs_best_high`` (the row's average ICC minus the best row's,
   paired over the same resamples of subjects, and its interval) and ``differs_from_best``
   (1 when that interval excludes 0), ``params``,
@@ -35,7 +37,9 @@ Files, in ``runs/tables/<dataset>/``:
 - ``table.png``: grouped bar charts of ICC and MSE per AU, one bar per method.
 
 The average of a row is the report's ``icc_mean``/``mse_mean``: the mean over the AUs whose
-value is defined, as the paper's "Avg." column. An RMSE row is the square root of each AU's MSE
+value is defined, as the paper's "Avg." column. A report of several seeds (``make table
+SEEDS=n``) gives the mean over its seeds of each figure, and the table shows that mean, with
+the spread over seeds beside it. An RMSE row is the square root of each AU's MSE
 and, as Avg., the mean of those roots (:func:`root_mean_squared`).
 """
 
@@ -122,14 +126,26 @@ def order_experiments(experiments: Sequence[str]) -> list[str]:
     return [name for name in EXPERIMENT_ORDER if name in experiments]
 
 
+def report_seeds(path: Path) -> int:
+    """How many seeds a ``report.json`` averages (1 before seeds); 0 if missing or unreadable."""
+    try:
+        report = json.loads(path.read_text())
+        return int((report.get("seeds") or {}).get("count", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 def missing_experiments(
-    experiments: Sequence[str], dataset: str, cv_root: Path = cv.CV_ROOT
+    experiments: Sequence[str], dataset: str, cv_root: Path = cv.CV_ROOT, seeds: int = 1
 ) -> list[str]:
-    """The experiments (in row order) whose cross-validation report does not exist yet."""
+    """The experiments (in row order) without a cross-validation report of ``seeds`` seeds.
+
+    A report of fewer seeds counts as missing: its cross-validation gains the other seeds.
+    """
     return [
         name
         for name in order_experiments(experiments)
-        if not report_file(name, dataset, cv_root).exists()
+        if report_seeds(report_file(name, dataset, cv_root)) < seeds
     ]
 
 
@@ -152,6 +168,9 @@ class MethodResults:
         intervals: ``icc`` and ``mse`` -> the subject-bootstrap interval of the average
             (:mod:`aunet.bootstrap`); None where the report has none.
         predictions: the scored ``predictions.csv``, for paired comparisons; None if absent.
+        seeds: how many seeds the report's figures are the mean of.
+        spread: ``icc`` and ``mse`` -> the sample standard deviation of the average over the
+            seeds; empty for one seed.
     """
 
     experiment: str
@@ -166,6 +185,8 @@ class MethodResults:
     partition: str | None = None
     intervals: dict[str, list[float] | None] = field(default_factory=dict)
     predictions: Path | None = None
+    seeds: int = 1
+    spread: dict[str, float | None] = field(default_factory=dict)
 
     def block(self, name: str) -> dict[str, float | None]:
         """The values of block ``name`` (``icc``, ``mse`` or ``rmse``)."""
@@ -213,6 +234,12 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         checkpoint = report.get("checkpoint", "last")
         bounds = report.get("intervals") or {}  # reports made before intervals have none
         intervals = {metric: bounds.get(f"{metric}_mean") for metric in ("icc", "mse")}
+        seeds = report.get("seeds") or {"count": 1}
+        spread = {
+            metric: seeds["spread"][f"{metric}_mean"]["sd"]
+            for metric in ("icc", "mse")
+            if seeds["count"] > 1
+        }
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
             f"{path}: not a cross-validation report ({error!r}); run `make cv EXP={experiment} "
@@ -234,6 +261,8 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         partition,
         intervals,
         predictions if predictions.exists() else None,
+        int(seeds["count"]),
+        spread,
     )
 
 
@@ -284,6 +313,14 @@ def _confidence_section(
 ) -> list[str]:
     """How sure each average is, and whether each row differs from the best beyond luck."""
     rows = []
+    several = [r for r in results if r.seeds > 1]
+
+    def average(r: MethodResults, metric: str) -> str:
+        """The row's average, ``± sd`` over its seeds where it has several."""
+        value = _number(r.block(metric).get(AVERAGE), digits)
+        sd = r.spread.get(metric)
+        return value if sd is None else f"{value} ± {_number(sd, digits + 1)}"
+
     for r in results:
         against = paired.against_best.get(r.experiment)
         if r.experiment == paired.best:
@@ -295,9 +332,9 @@ def _confidence_section(
             gap_interval = format_interval(against["interval"], digits + 1)
             differs = "yes" if against["excludes_zero"] else "no"
         rows.append([
-            r.method, _number(r.icc.get(AVERAGE), digits),
-            format_interval(r.intervals.get("icc"), digits), _number(r.mse.get(AVERAGE), digits),
-            format_interval(r.intervals.get("mse"), digits), gap, gap_interval, differs,
+            r.method, average(r, "icc"), format_interval(r.intervals.get("icc"), digits),
+            average(r, "mse"), format_interval(r.intervals.get("mse"), digits), gap,
+            gap_interval, differs,
         ])  # fmt: skip
     header = ["Method", "ICC Avg.", "95% interval", "MSE Avg.", "95% interval",
               "ICC Avg. - best's", "95% interval", "Differs from the best"]  # fmt: skip
@@ -310,6 +347,19 @@ def _confidence_section(
         "interval of the difference excludes 0. n/a: a report made before intervals, or no "
         "predictions of the same subjects.",
         "",
+        *(
+            [
+                "Seeds: "
+                + ", ".join(f"{r.method} {r.seeds}" for r in results)
+                + ". A row of several seeds gives the mean over its seeds of each figure "
+                "(every table here), ± the sample standard deviation over them here; its "
+                "interval is that of the seed mean, and its paired comparison is made on its "
+                "seed-0 predictions (`predictions.csv`).",
+                "",
+            ]
+            if several
+            else []
+        ),
         markdown_table(header, rows, right=1),
         "",
     ]
@@ -746,6 +796,8 @@ def _interval_cells(result: MethodResults, block: str, paired: PairedWithBest) -
     return {
         "avg_low": interval[0],
         "avg_high": interval[1],
+        "seeds": result.seeds if result.frames is not None else None,  # None: a paper row
+        "avg_sd": result.spread.get(block),
         "vs_best": against["difference"] if against else None,
         "vs_best_low": gap[0],
         "vs_best_high": gap[1],

@@ -1,5 +1,7 @@
 """The subject bootstrap: exact resample scores, coverage, subjects (not frames) resampled."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from aunet.bootstrap import (
     intervals,
     paired_difference,
     percentile_interval,
+    seed_mean_intervals,
     subject_draws,
 )
 from aunet.cv import Predictions
@@ -124,3 +127,31 @@ def test_an_interval_needs_the_statistic_defined_in_most_resamples():
         BootstrapSettings(resamples=1)
     with pytest.raises(ValueError, match="level"):
         BootstrapSettings(level=1.0)
+
+
+def test_the_seed_mean_interval_is_that_of_the_seeds_mean_on_the_same_drawn_subjects():
+    """Against resampling the frames of the drawn subjects by hand, for each seed's predictions."""
+    rng = np.random.default_rng(5)
+    first = clustered(rng, subjects=6, frames=5)
+    second = replace(first, pred=first.pred + rng.normal(0.0, 0.8, first.pred.shape))
+    settings = BootstrapSettings(resamples=60, seed=2)
+    result = seed_mean_intervals([first, second], settings)
+    samples = []
+    for counts in subject_draws(6, settings).numpy().astype(int):
+        drawn = [f"S{s:04d}" for s, c in enumerate(counts) for _ in range(c)]
+        rows = np.concatenate([np.flatnonzero(first.subject == s) for s in drawn])
+        scores = [
+            float(icc(torch.from_numpy(p.pred[rows]), torch.from_numpy(p.true[rows]))[0])
+            for p in (first, second)
+        ]
+        samples.append(np.mean(scores))
+    expected = np.quantile(samples, [0.025, 0.975])
+    assert result["icc"]["AU01"] == pytest.approx(list(expected))
+    assert result["icc_mean"] == pytest.approx(list(expected))  # one AU: its mean
+    assert result["bootstrap"]["seeds"] == 2
+    # One seed, or the same predictions twice, is the one-seed interval.
+    assert seed_mean_intervals([first], settings) == intervals(first, settings)
+    assert seed_mean_intervals([first, first], settings)["icc"] == intervals(first, settings)["icc"]
+    other_subjects = replace(first, subject=np.where(first.subject == "S0000", "X", first.subject))
+    with pytest.raises(ValueError, match="different subjects"):
+        seed_mean_intervals([first, other_subjects], settings)

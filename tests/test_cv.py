@@ -14,13 +14,21 @@ import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
-from aunet import cv
+from aunet import cv, launch
 from aunet.aus import DATASET_AUS
-from aunet.bootstrap import BootstrapSettings, intervals
+from aunet.bootstrap import BootstrapSettings, intervals, seed_mean_intervals
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import plan_cross_validation
+from aunet.launch import (
+    LaunchError,
+    cross_validate_locally,
+    fit_command,
+    flag_value,
+    plan_cross_validation,
+    task_fit_command,
+)
+from aunet.launch import main as launch_main
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import best_checkpoint
 from aunet.training.callbacks import write_json_atomically
@@ -371,3 +379,190 @@ def test_make_cv_locally_end_to_end_and_a_rerun_only_does_what_is_missing(tmp_pa
     assert second.stdout.count("has finished; not training it again") == 3
     assert [path.stat().st_mtime for path in checkpoints] == stamps
     assert json.loads((folder / "report.json").read_text())["icc"] == report["icc"]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds: every fold trained n times (make cv SEEDS=n)
+
+
+def seed_predictions(seed: int, rng: np.random.Generator) -> list[cv.Predictions]:
+    """One seed's fold predictions: the same frames and truth as every seed, its own noise."""
+    parts = [fold_predictions(fold, 12 + fold, np.random.default_rng(fold)) for fold in (1, 2, 3)]
+    return [
+        cv.Predictions(p.au_names, p.subject, p.frame, p.fold, p.true,
+                       np.clip(p.pred + rng.normal(0, 0.3 * seed, p.pred.shape), 0, 5))
+        for p in parts
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def seeded_plan(tmp_path, monkeypatch) -> tuple[cv.CVPlan, list[list[cv.Predictions]]]:
+    """A finished plan of three folds by three seeds, tasks numbered seed by seed."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(7)
+    by_seed = [seed_predictions(seed, rng) for seed in range(3)]
+    tasks = tuple(
+        cv.CVTask(
+            3 * seed + fold, fold, str(finished_run(tmp_path / f"s{seed}f{fold}", part)), seed
+        )
+        for seed, parts in enumerate(by_seed)
+        for fold, part in zip((1, 2, 3), parts, strict=True)
+    )
+    return cv.CVPlan("adapt", "disfa", None, "last", (), tasks), by_seed
+
+
+def pooled_icc_mse(parts: list[cv.Predictions]) -> tuple[np.ndarray, np.ndarray]:
+    """ICC and MSE per AU of the folds' predictions stacked: the paper's pooled scores."""
+    pred = torch.from_numpy(np.concatenate([p.pred for p in parts]))
+    true = torch.from_numpy(np.concatenate([p.true for p in parts]))
+    return icc(pred, true).numpy(), mse(pred, true).numpy()
+
+
+def test_a_report_of_seeds_gives_the_mean_sd_and_range_of_each_seeds_pooled_scores(seeded_plan):
+    plan, by_seed = seeded_plan
+    settings = BootstrapSettings(resamples=100, seed=3)
+    report = cv.make_report(plan, settings)
+    written = json.loads((plan.folder / "report.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    seeds = written["seeds"]
+    assert seeds["count"] == 3
+    scores = [pooled_icc_mse(parts) for parts in by_seed]
+    for k, au in enumerate(AUS):
+        for m, metric in enumerate(("icc", "mse")):
+            values = np.array([score[m][k] for score in scores])
+            figures = seeds["spread"][metric][au]
+            assert figures["mean"] == pytest.approx(values.mean())
+            assert written[metric][au] == pytest.approx(values.mean())  # the reported figure
+            assert figures["sd"] == pytest.approx(values.std(ddof=1))
+            assert (figures["min"], figures["max"]) == pytest.approx((values.min(), values.max()))
+            assert [e[metric][au] for e in seeds["per_seed"]] == pytest.approx(values)
+    means = np.array([np.nanmean(score[0]) for score in scores])
+    assert written["icc_mean"] == pytest.approx(means.mean())
+    assert seeds["spread"]["icc_mean"]["sd"] == pytest.approx(means.std(ddof=1))
+    assert means.std() > 1e-3  # the seeds differ
+    # Every seed's pooled predictions are kept, and the report names them and their runs.
+    assert [e["predictions"] for e in seeds["per_seed"]] == [
+        "predictions.csv", "predictions-seed1.csv", "predictions-seed2.csv"
+    ]  # fmt: skip
+    for seed, entry in enumerate(seeds["per_seed"]):
+        kept = cv.read_predictions(plan.folder / entry["predictions"])
+        expected = np.concatenate([p.pred for p in by_seed[seed]])
+        np.testing.assert_allclose(kept.pred, expected, rtol=1e-8)  # 9 digits in the CSV
+        assert entry["runs"] == [task.run_dir for task in plan.tasks_of(seed)]
+    assert [run["label"] for run in written["runs"]] == [
+        f"fold{f}{'' if s == 0 else f'-seed{s}'}" for s in range(3) for f in (1, 2, 3)
+    ]
+    # The intervals are the seed mean's, on the same resamples of subjects for every seed.
+    pooled = [cv.read_predictions(plan.folder / e["predictions"]) for e in seeds["per_seed"]]
+    assert written["intervals"] == json.loads(json.dumps(seed_mean_intervals(pooled, settings)))
+    assert written["intervals"]["bootstrap"]["seeds"] == 3
+    markdown = (plan.folder / "report.md").read_text()
+    assert "Seeds: 3." in markdown and "mean over the seeds" in markdown
+    icc_mean = seeds["spread"]["icc_mean"]
+    assert (
+        f"| **mean** | **{icc_mean['mean']:.3f}** | {icc_mean['sd']:.3f} | "
+        f"{icc_mean['min']:.3f}-{icc_mean['max']:.3f} |" in markdown
+    )
+
+
+def test_a_report_of_one_seed_is_the_report_before_seeds(plan):
+    plan, _ = plan
+    report = cv.make_report(plan)
+    assert set(report) == {"icc", "mse", "icc_mean", "mse_mean", "frames", "intervals",
+                           "experiment", "dataset", "checkpoint", "runs"}  # fmt: skip
+    assert set(report["intervals"]["bootstrap"]) == {"resamples", "seed", "level", "unit",
+                                                     "subjects"}  # fmt: skip
+    assert set(report["runs"][0]) == {"label", "run_dir", "frames", "held_out", "icc_mean"}
+    assert sorted(path.name for path in plan.folder.glob("predictions*")) == ["predictions.csv"]
+    assert "Seeds:" not in (plan.folder / "report.md").read_text()
+
+
+def test_a_plan_without_seeds_loads_as_seed_0(tmp_path):
+    path = tmp_path / "plan.json"
+    tasks = [{"task": k, "fold": k, "run_dir": f"runs/adapt/disfa/fold{k}/x"} for k in (1, 2, 3)]
+    path.write_text(json.dumps({"experiment": "adapt", "dataset": "disfa", "fan": None,
+                                "checkpoint": "last", "extra": [], "tasks": tasks}))  # fmt: skip
+    plan = cv.CVPlan.load(path)
+    assert [(task.seed, task.label) for task in plan.tasks] == [(0, f"fold{k}") for k in (1, 2, 3)]
+    assert plan.seeds == (0,)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    return tmp_path
+
+
+def test_a_plan_of_seeds_has_a_task_per_fold_and_seed_each_fit_with_its_seed(project):
+    one = plan_cross_validation("adapt", "disfa", "fan.pt", "last", ["--x", "1"])
+    assert [(t.task, t.fold, t.seed, t.label) for t in one.tasks] == [
+        (k, k, 0, f"fold{k}") for k in (1, 2, 3)
+    ]
+    # One seed: the fits of the launcher before seeds (base.yaml's seed_everything 0).
+    for task in one.tasks:
+        expected = fit_command(
+            "adapt", "disfa", task.fold, "fan.pt", Path(task.run_dir), ["--x", "1"]
+        )
+        assert task_fit_command(one, task) == expected
+        assert "--seed_everything" not in expected
+    assert yaml.safe_load((REPO / "experiments" / "base.yaml").read_text())["seed_everything"] == 0
+    (project / "runs" / "cv").joinpath("adapt-disfa", "plan.json").unlink()
+    plan = plan_cross_validation("adapt", "disfa", "fan.pt", "last", ["--x", "1"], seeds=3)
+    assert [(t.task, t.fold, t.seed) for t in plan.tasks] == [
+        (3 * s + f, f, s) for s in range(3) for f in (1, 2, 3)
+    ]
+    assert [t.label for t in plan.tasks[3:5]] == ["fold1-seed1", "fold2-seed1"]
+    # Planned in the same second, under the same fold folder: never the same run folder.
+    assert len({t.run_dir for t in plan.tasks}) == 9
+    assert {Path(t.run_dir).parent.name for t in plan.tasks_of(2)} == {"fold1", "fold2", "fold3"}
+    for task in plan.tasks:
+        command = task_fit_command(plan, task)
+        seeded = command[-2:] == ["--seed_everything", str(task.seed)]
+        assert seeded == (task.seed > 0)
+        assert command.count("--seed_everything") == (task.seed > 0)
+    assert cv.CVPlan.load(plan.path) == plan
+
+
+@pytest.mark.parametrize("seeds", [0, -1])
+def test_fewer_than_one_seed_is_refused_in_one_line(project, seeds, capsys):
+    with pytest.raises(LaunchError, match=rf"^SEEDS={seeds}: the number of seeds per fold must"):
+        plan_cross_validation("adapt", "disfa", None, "last", [], seeds=seeds)
+    with pytest.raises(SystemExit) as stopped:
+        launch_main(["cv", "--exp", "adapt", "--data", "disfa", "--seeds", str(seeds)])
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"SEEDS={seeds}" in line
+
+
+def test_more_seeds_extend_a_plan_and_train_only_the_new_runs(project, monkeypatch):
+    trained = []
+
+    def fake_fit(command: list[str]) -> None:  # leaves what a finished fit leaves
+        run_dir = Path(flag_value(command, "--run.dir"))
+        fold = int(flag_value(command, "--data.fold"))
+        seed = int(flag_value(command, "--seed_everything") or 0)
+        trained.append((fold, seed))
+        finished_run(run_dir, seed_predictions(seed, np.random.default_rng(seed))[fold - 1])
+
+    monkeypatch.setattr(launch, "run", fake_fit)
+    extra = ["--run.wandb", "disabled"]
+    first = plan_cross_validation("adapt", "disfa", None, "last", extra)
+    cross_validate_locally(first)
+    assert trained == [(1, 0), (2, 0), (3, 0)]
+    one_seed = json.loads((first.folder / "report.json").read_text())
+    stamps = [(Path(t.run_dir) / "metrics.json").stat().st_mtime_ns for t in first.tasks]
+
+    trained.clear()
+    extended = plan_cross_validation("adapt", "disfa", None, "last", extra, seeds=3)
+    assert extended.tasks[:3] == first.tasks
+    report = cross_validate_locally(extended)
+    assert trained == [(f, s) for s in (1, 2) for f in (1, 2, 3)]
+    assert [(Path(t.run_dir) / "metrics.json").stat().st_mtime_ns for t in first.tasks] == stamps
+    assert report["seeds"]["per_seed"][0]["icc"] == one_seed["icc"]  # seed 0 kept as it was
+    # Asked again for fewer seeds: the plan keeps its runs, and nothing trains.
+    trained.clear()
+    again = plan_cross_validation("adapt", "disfa", None, "last", extra, seeds=2)
+    assert again.tasks == extended.tasks
+    cross_validate_locally(again)
+    assert trained == []

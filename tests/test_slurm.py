@@ -22,7 +22,7 @@ from factories import write_store
 
 from aunet import cv
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import slurm_fold, slurm_trainer_flags, submit_to_slurm
+from aunet.launch import plan_cross_validation, slurm_fold, slurm_trainer_flags, submit_to_slurm
 from aunet.metrics import icc
 from aunet.models import FAN, FANConfig, save_fan
 
@@ -123,6 +123,22 @@ def test_submission_with_every_fold_done_is_the_report_alone(fake_sbatch):
     assert submit_to_slurm(plan) == (None, "101")
     (report_call,) = fake_sbatch.read_text().splitlines()
     assert "--dependency" not in report_call
+
+
+def test_seeds_are_array_tasks_like_the_folds_each_fit_with_its_seed(fake_sbatch, monkeypatch):
+    plan = plan_cross_validation("adapt", "disfa", "fan.pt", "last", ["--x", "1"], seeds=2)
+    submit_to_slurm(plan)
+    fold_call = fake_sbatch.read_text().splitlines()[0].split()
+    assert "--array=1,2,3,4,5,6" in fold_call
+    executed = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: executed.append(argv))
+    slurm_fold(plan.path, 5)  # seed 1, fold 2
+    (command,) = executed
+    text = shlex.join(command)
+    assert f"--run.dir {plan.task(5).run_dir} " in text and "--data.fold 2 " in text
+    assert text.endswith("--x 1 --seed_everything 1")
+    slurm_fold(plan.path, 2)
+    assert "--seed_everything" not in shlex.join(executed[-1])
 
 
 def test_fold_task_becomes_its_fit_and_resumes_from_the_newest_checkpoint(tmp_path, monkeypatch):

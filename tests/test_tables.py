@@ -189,9 +189,9 @@ def test_csv_has_every_row_unrounded_with_best_marks_and_complexity(reports):
     with files.csv.open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["source", "block", "experiment", "method", *AUS, "avg", "best_in",
-                             "avg_low", "avg_high", "vs_best", "vs_best_low", "vs_best_high",
-                             "differs_from_best", "params", "trainable_params", "gflops",
-                             "image_size", "fan"]  # fmt: skip
+                             "avg_low", "avg_high", "seeds", "avg_sd", "vs_best", "vs_best_low",
+                             "vs_best_high", "differs_from_best", "params", "trainable_params",
+                             "gflops", "image_size", "fan"]  # fmt: skip
     assert {row["avg_low"] for row in rows} == {""}  # these reports predate intervals
     ours = [row for row in rows if row["source"] == "aunet"]
     assert [(row["block"], row["experiment"]) for row in ours] == [
@@ -409,7 +409,7 @@ def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsy
         fake_report(cv.CV_ROOT, plan.experiment, extra=plan.extra)
 
     monkeypatch.setattr(launch, "cross_validate_locally", fake_cross_validation)
-    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x: cv.CVPlan(
+    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
         e, d, f, c, tuple(x), ()))  # fmt: skip
     monkeypatch.setitem(ICC, "resnet18", {"AU01": 0.1, "AU02": 0.1, "AU04": 0.1})
     monkeypatch.setitem(MSE, "resnet18", {"AU01": 1.0, "AU02": 1.0, "AU04": 1.0})
@@ -427,7 +427,7 @@ def test_table_on_slurm_submits_the_missing_and_a_table_job_after_their_reports(
     reports, monkeypatch
 ):
     submitted, jobs = [], []
-    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x: cv.CVPlan(
+    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
         e, d, f, c, tuple(x), ()))  # fmt: skip
     monkeypatch.setattr(
         launch, "submit_to_slurm",
@@ -549,3 +549,42 @@ def test_make_table_end_to_end_then_a_rerun_trains_nothing(tmp_path):
     assert second.stdout.count("exists; not running it again") == 2
     assert sorted(tmp_path.glob("runs/*/disfa/fold*/*/checkpoints/last.ckpt")) == runs
     assert [path.stat().st_mtime for path in runs] == stamps
+
+
+def with_seeds(path: Path, count: int, icc_sd: float, mse_sd: float) -> None:
+    """Give a report.json the ``seeds`` block of a report of ``count`` seeds."""
+    report = json.loads(path.read_text())
+    spread = {f"{m}_mean": {"mean": report[f"{m}_mean"], "sd": sd, "min": 0.0, "max": 1.0}
+              for m, sd in (("icc", icc_sd), ("mse", mse_sd))}  # fmt: skip
+    report["seeds"] = {"count": count, "spread": spread, "per_seed": []}
+    path.write_text(json.dumps(report))
+
+
+def test_a_row_of_seeds_shows_the_seed_mean_its_spread_and_how_many_seeds(reports):
+    with_seeds(tables.report_file("adapt", "disfa"), 3, icc_sd=0.0123, mse_sd=0.0456)
+    files = tables.build_table("disfa", list(ICC))
+    markdown = files.markdown.read_text()
+    counts = [
+        f"{tables.METHOD_NAMES[name]} {3 if name == 'adapt' else 1}"
+        for name in tables.order_experiments(list(ICC))
+    ]
+    assert f"Seeds: {', '.join(counts)}. " in markdown
+    section = table_lines(markdown, "| Method | ICC Avg. | 95% interval")
+    rows = {cells(line)[0]: cells(line) for line in section[2:]}
+    adapt = next(row for name, row in rows.items() if name == tables.METHOD_NAMES["adapt"])
+    assert adapt[1] == f"{_mean(ICC['adapt']):.2f} ± 0.012"
+    assert adapt[3] == f"{_mean(MSE['adapt']):.2f} ± 0.046"
+    scratch = rows[tables.METHOD_NAMES["scratch"]]
+    assert "±" not in scratch[1]  # one seed: no spread
+    # The main table's cells are the reports' means, as before.
+    main = [cells(line) for line in table_lines(markdown, "| ICC |")]
+    assert any(row[1] == tables.METHOD_NAMES["adapt"] and f"{_mean(ICC['adapt']):.2f}" in row[-1]
+               for row in main)  # fmt: skip
+    ours = {(r["block"], r["experiment"]): r for r in files.rows if r["source"] == "aunet"}
+    assert (ours["icc", "adapt"]["seeds"], ours["icc", "adapt"]["avg_sd"]) == (3, 0.0123)
+    assert (ours["mse", "adapt"]["avg_sd"], ours["icc", "scratch"]["avg_sd"]) == (0.0456, None)
+    assert ours["icc", "scratch"]["seeds"] == 1
+    assert {r["seeds"] for r in files.rows if r["source"] != "aunet"} == {None}
+    # `make table SEEDS=3` re-runs the experiments whose reports have fewer seeds.
+    assert tables.missing_experiments(list(ICC), "disfa", seeds=3) == ["scratch", "reparam"]
+    assert tables.missing_experiments(list(ICC), "disfa") == []
