@@ -9,7 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Where pip finds the torch 2.13.0 build. Empty = pip's configured indexes (a local CPU wheel
-# here); CI on GitHub sets https://download.pytorch.org/whl/cpu; a CUDA cluster sets its own.
+# here); CI on GitHub sets https://download.pytorch.org/whl/cpu; a CUDA cluster sets its own
+# (e.g. https://download.pytorch.org/whl/cu128: README, "A cluster, several GPUs, W&B").
 TORCH_INDEX ?=
 TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
@@ -39,13 +40,13 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
 # torch goes in first, alone and pinned, so that nothing installed later can choose another build;
-# the check after the install fails loudly if a CUDA wheel got in anyway.
+# the check after the install fails loudly if another torch, or CUDA wheels beside the CPU build,
+# got in anyway (a CUDA build from a cluster's TORCH_INDEX brings its own: aunet/environment.py).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_INDEX_FLAG) torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,prep]"
-	@if $(PY) -m pip list --format=freeze | grep -iE '^(nvidia-|triton)'; then \
-		echo "error: a CUDA package entered .venv; torch must stay the pinned 2.13.0 build" >&2; exit 1; fi
+	$(PY) -m aunet.environment
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv with torch 2.13.0 and aunet[dev,prep] (no-op when up to date)
