@@ -566,3 +566,33 @@ def test_more_seeds_extend_a_plan_and_train_only_the_new_runs(project, monkeypat
     assert again.tasks == extended.tasks
     cross_validate_locally(again)
     assert trained == []
+
+
+def test_the_report_run_of_seeds_holds_their_figures_and_every_seeds_predictions(
+    seeded_plan, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    plan, _ = seeded_plan
+    for task in plan.tasks:
+        (Path(task.run_dir) / "config.yaml").write_text(
+            yaml.safe_dump(fold_config(task.fold, task.run_dir))
+        )
+    report = cv.make_report(plan, BootstrapSettings(resamples=50))
+    cv.log_report_to_wandb(plan, report, mode="offline")
+    wait_for_exit(plan.folder)
+    summary = {
+        item.key: json.loads(item.value_json)
+        for record in records_of(plan.folder, "summary")
+        for item in record.update
+    }
+    spread = report["seeds"]["spread"]["icc_mean"]
+    assert summary["cv/seeds"] == 3
+    assert summary["cv/icc_mean"] == pytest.approx(spread["mean"])
+    for key in ("sd", "min", "max"):
+        assert summary[f"cv/icc_mean_{key}"] == pytest.approx(spread[key])
+    for entry in report["seeds"]["per_seed"]:
+        assert summary[f"cv/seed{entry['seed']}/icc_mean"] == pytest.approx(entry["icc_mean"])
+    (artifact,) = [a for a in records_of(plan.folder, "artifact") if a.type == "predictions"]
+    for name in ("predictions", "predictions-seed1", "predictions-seed2"):
+        assert len(artifact_table(artifact, name)["data"]) == report["frames"]
+    assert config_of(run_records(plan.folder)[0])["fold_runs"]["fold3-seed2"] is None
