@@ -185,12 +185,16 @@ def seed_mean_intervals(
 
 
 def paired_difference(
-    first: Predictions, second: Predictions, settings: BootstrapSettings
+    first: Predictions | Sequence[Predictions],
+    second: Predictions | Sequence[Predictions],
+    settings: BootstrapSettings,
 ) -> dict[str, Any]:
     """Mean ICC of ``first`` minus that of ``second`` on the same subjects, with its interval.
 
     Both are scored on each resample of subjects (the same draws), so what the subjects have
-    in common (some are harder for every method) cancels out of the difference.
+    in common (some are harder for every method) cancels out of the difference. A method given
+    as several seeds' predictions is scored as their mean ICC (as
+    :func:`seed_mean_intervals`), on the same draws for every seed.
 
     Returns:
         ``{"difference": d, "interval": [low, high] or None, "excludes_zero": bool}``.
@@ -198,20 +202,27 @@ def paired_difference(
     Raises:
         ValueError: when the two were not scored on the same subjects and AUs.
     """
-    a, b = SubjectStatistics.of(first), SubjectStatistics.of(second)
-    if a.subjects != b.subjects or first.au_names != second.au_names:
+    firsts, seconds = ([p] if not isinstance(p, Sequence) else list(p) for p in (first, second))
+    a, b = ([SubjectStatistics.of(p) for p in seeds] for seeds in (firsts, seconds))
+    subjects = {each.subjects for each in (*a, *b)}
+    au_names = {p.au_names for p in (*firsts, *seconds)}
+    if len(subjects) != 1 or len(au_names) != 1:
         raise ValueError(
             "a paired comparison needs predictions of the same subjects and AUs; got "
-            f"{len(a.subjects)} and {len(b.subjects)} subjects, AUs {first.au_names} and "
-            f"{second.au_names}"
+            f"{sorted(len(names) for names in subjects)} subjects, AUs {sorted(au_names)}"
         )
-    draws = subject_draws(len(a.subjects), settings)
-    every_subject_once = torch.ones(1, len(a.subjects), dtype=torch.float64)
+
+    def seed_mean_icc(statistics: list[SubjectStatistics], weights: torch.Tensor) -> torch.Tensor:
+        return torch.stack([each.scores(weights)["icc_mean"] for each in statistics]).mean(0)
+
+    count = len(a[0].subjects)
+    draws = subject_draws(count, settings)
+    every_subject_once = torch.ones(1, count, dtype=torch.float64)
     difference = float(
-        a.scores(every_subject_once)["icc_mean"][0] - b.scores(every_subject_once)["icc_mean"][0]
+        seed_mean_icc(a, every_subject_once)[0] - seed_mean_icc(b, every_subject_once)[0]
     )
     interval = percentile_interval(
-        a.scores(draws)["icc_mean"] - b.scores(draws)["icc_mean"], settings.level
+        seed_mean_icc(a, draws) - seed_mean_icc(b, draws), settings.level
     )
     excludes = interval is not None and (interval[0] > 0 or interval[1] < 0)
     return {"difference": difference, "interval": interval, "excludes_zero": excludes}

@@ -167,7 +167,8 @@ class MethodResults:
             (``folds``, ``devel``, ``test``); None where the report does not say.
         intervals: ``icc`` and ``mse`` -> the subject-bootstrap interval of the average
             (:mod:`aunet.bootstrap`); None where the report has none.
-        predictions: the scored ``predictions.csv``, for paired comparisons; None if absent.
+        predictions: the scored pooled predictions, for paired comparisons: ``predictions.csv``,
+            then each further seed's ``predictions-seed<s>.csv``; empty where absent.
         seeds: how many seeds the report's figures are the mean of.
         spread: ``icc`` and ``mse`` -> the sample standard deviation of the average over the
             seeds; empty for one seed.
@@ -184,7 +185,7 @@ class MethodResults:
     checkpoint: cv.Checkpoint = "last"
     partition: str | None = None
     intervals: dict[str, list[float] | None] = field(default_factory=dict)
-    predictions: Path | None = None
+    predictions: tuple[Path, ...] = ()
     seeds: int = 1
     spread: dict[str, float | None] = field(default_factory=dict)
 
@@ -240,6 +241,8 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
             for metric in ("icc", "mse")
             if seeds["count"] > 1
         }
+        pooled = [e["predictions"] for e in seeds.get("per_seed", ())] or ["predictions.csv"]
+        count = int(seeds["count"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TableError(
             f"{path}: not a cross-validation report ({error!r}); run `make cv EXP={experiment} "
@@ -247,7 +250,7 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         ) from None
     plan_path = path.with_name("plan.json")
     settings = " ".join(cv.CVPlan.load(plan_path).extra) if plan_path.exists() else ""
-    predictions = path.with_name("predictions.csv")
+    predictions = tuple(path.with_name(name) for name in pooled)
     return MethodResults(
         experiment,
         METHOD_NAMES[experiment],
@@ -260,8 +263,8 @@ def load_results(experiment: str, dataset: str, cv_root: Path = cv.CV_ROOT) -> M
         checkpoint,
         partition,
         intervals,
-        predictions if predictions.exists() else None,
-        int(seeds["count"]),
+        predictions if all(file.exists() for file in predictions) else (),
+        count,
         spread,
     )
 
@@ -287,21 +290,21 @@ def paired_with_best(
     The best is the highest average ICC among the rows with predictions; every other row with
     predictions of the same subjects gets :func:`aunet.bootstrap.paired_difference` (its mean
     ICC minus the best's: negative, with an interval that excludes 0 when the gap is more
-    than the luck of the subjects drawn).
-
+    than the luck of the subjects drawn). A row of several seeds is compared as its seed mean,
+    the average the table prints, over every seed's pooled predictions.
     """
-    scored = [r for r in results if r.predictions is not None and r.icc.get(AVERAGE) is not None]
+    scored = [r for r in results if r.predictions and r.icc.get(AVERAGE) is not None]
     if not scored:
         return PairedWithBest()
     best = max(scored, key=lambda r: r.icc[AVERAGE])
-    reference = cv.read_predictions(best.predictions)
+    reference = [cv.read_predictions(path) for path in best.predictions]
     comparisons = {}
     for result in scored:
         if result is best:
             continue
         try:
             comparisons[result.experiment] = paired_difference(
-                cv.read_predictions(result.predictions), reference, settings
+                [cv.read_predictions(path) for path in result.predictions], reference, settings
             )
         except ValueError:  # other subjects or AUs: not comparable frame for frame
             continue
@@ -353,8 +356,8 @@ def _confidence_section(
                 + ", ".join(f"{r.method} {r.seeds}" for r in results)
                 + ". A row of several seeds gives the mean over its seeds of each figure "
                 "(every table here), ± the sample standard deviation over them here; its "
-                "interval is that of the seed mean, and its paired comparison is made on its "
-                "seed-0 predictions (`predictions.csv`).",
+                "interval and its paired comparison are those of the seed mean, over every "
+                "seed's predictions on the same resamples of subjects.",
                 "",
             ]
             if several

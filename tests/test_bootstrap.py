@@ -155,3 +155,33 @@ def test_the_seed_mean_interval_is_that_of_the_seeds_mean_on_the_same_drawn_subj
     other_subjects = replace(first, subject=np.where(first.subject == "S0000", "X", first.subject))
     with pytest.raises(ValueError, match="different subjects"):
         seed_mean_intervals([first, other_subjects], settings)
+
+
+def test_a_paired_difference_of_seeds_is_that_of_their_mean_icc_on_the_same_draws():
+    rng = np.random.default_rng(8)
+    base = clustered(rng, subjects=8, frames=6)
+    seeds = [replace(base, pred=base.pred + rng.normal(0, s, base.pred.shape)) for s in (0.3, 0.6)]
+    other = [replace(base, pred=base.true + rng.normal(0, 2.0, base.pred.shape)) for _ in range(2)]
+    settings = BootstrapSettings(resamples=80, seed=1)
+    result = paired_difference(seeds, other, settings)
+
+    def mean_icc(runs, rows):
+        return np.mean([
+            float(icc(torch.from_numpy(p.pred[rows]), torch.from_numpy(p.true[rows]))[0])
+            for p in runs
+        ])  # fmt: skip
+
+    every_row = np.arange(len(base))
+    assert result["difference"] == pytest.approx(
+        mean_icc(seeds, every_row) - mean_icc(other, every_row)
+    )
+    samples = []
+    for counts in subject_draws(8, settings).numpy().astype(int):
+        drawn = [f"S{s:04d}" for s, c in enumerate(counts) for _ in range(c)]
+        rows = np.concatenate([np.flatnonzero(base.subject == s) for s in drawn])
+        samples.append(mean_icc(seeds, rows) - mean_icc(other, rows))
+    assert result["interval"] == pytest.approx(list(np.quantile(samples, [0.025, 0.975])))
+    # One seed given as a list is the one-seed comparison.
+    assert paired_difference([seeds[0]], [other[0]], settings) == paired_difference(
+        seeds[0], other[0], settings
+    )

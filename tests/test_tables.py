@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_factories import make_command, run_make, save_checkpoint, tiny_disfa_project
+from test_cv import finished_run
 from torch import nn
 
 from aunet import cv, launch, tables
@@ -588,3 +589,35 @@ def test_a_row_of_seeds_shows_the_seed_mean_its_spread_and_how_many_seeds(report
     # `make table SEEDS=3` re-runs the experiments whose reports have fewer seeds.
     assert tables.missing_experiments(list(ICC), "disfa", seeds=3) == ["scratch", "reparam"]
     assert tables.missing_experiments(list(ICC), "disfa") == []
+
+
+def test_rows_of_seeds_are_compared_with_the_best_as_their_seed_means(tmp_path, monkeypatch):
+    """The paired gap of each row is the difference of the seed-mean averages the table prints."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    subjects = np.repeat([f"SN{i:03d}" for i in range(1, 13)], 10).astype(object)
+    true = np.clip(
+        np.repeat(rng.uniform(0, 4, 12), 10)[:, None] + rng.normal(0, 0.7, (120, 3)), 0, 5
+    )
+    noise = {"adapt": 0.4, "scratch": 1.5, "reparam": 0.8}
+    for experiment, seeds in (("adapt", 2), ("scratch", 3), ("reparam", 1)):
+        tasks = []
+        for seed in range(seeds):
+            pred = true + rng.normal(0, noise[experiment], true.shape)
+            folds = np.full(120, "1", dtype=object)
+            predictions = cv.Predictions(AUS, subjects, np.arange(120), folds, true, pred)
+            run = finished_run(tmp_path / experiment / str(seed), predictions)
+            tasks.append(cv.CVTask(seed + 1, 1, str(run), seed))
+        cv.make_report(cv.CVPlan(experiment, "disfa", None, "last", (), tuple(tasks)),
+                       BootstrapSettings(resamples=100))  # fmt: skip
+        for task in tasks:  # no network to count: the complexity columns stay unknown
+            (Path(task.run_dir) / "checkpoints" / "last.ckpt").unlink()
+    files = tables.build_table("disfa", ["scratch", "reparam", "adapt"])
+    icc_rows = {
+        r["experiment"]: r for r in files.rows if r["source"] == "aunet" and r["block"] == "icc"
+    }
+    best = max(icc_rows.values(), key=lambda r: r["avg"])
+    assert best["experiment"] == "adapt" and best["seeds"] == 2
+    for name in ("scratch", "reparam"):
+        assert icc_rows[name]["vs_best"] == pytest.approx(icc_rows[name]["avg"] - best["avg"])
+    assert icc_rows["scratch"]["seeds"] == 3 and icc_rows["scratch"]["avg_sd"] > 0
