@@ -577,9 +577,9 @@ def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
     ]
     if seeds:
         lines += [
-            f"Seeds: {seeds['count']}. Every fold was trained once per seed "
-            "(`seed_everything` 0 to "
-            f"{seeds['count'] - 1}); each seed's aggregated predictions are scored as above "
+            f"Seeds: {seeds['count']}. Every fold was trained once per seed s = 0 to "
+            f"{seeds['count'] - 1} (`--seed_everything s`; seed 0 with the configs' own seed); "
+            "each seed's aggregated predictions are scored as above "
             "(`predictions.csv` is seed 0's, `predictions-seed<s>.csv` seed s's), and each "
             "figure is the mean of the seeds' figures, with the sample standard deviation "
             "(sd) and the range (min-max) over the seeds.",
