@@ -528,6 +528,8 @@ def test_a_plan_of_seeds_has_a_task_per_fold_and_seed_each_fit_with_its_seed(pro
 def test_fewer_than_one_seed_is_refused_in_one_line(project, seeds, capsys):
     with pytest.raises(LaunchError, match=rf"^SEEDS={seeds}: the number of seeds per fold must"):
         plan_cross_validation("adapt", "disfa", None, "last", [], seeds=seeds)
+    with pytest.raises(LaunchError, match=rf"^SEEDS={seeds}: "):
+        launch.table("disfa", ["adapt"], "local", None, "last", [], seeds=seeds)
     with pytest.raises(SystemExit) as stopped:
         launch_main(["cv", "--exp", "adapt", "--data", "disfa", "--seeds", str(seeds)])
     assert stopped.value.code == 2
