@@ -44,6 +44,7 @@ from torch import nn
 from aunet.data.crop import FaceCrop, crop_face
 from aunet.data.detect import (
     TRACK_OVERLAP,
+    Detection,
     FaceBox,
     FaceTracker,
     LandmarkDetector,
@@ -227,8 +228,9 @@ class Face(NamedTuple):
     """A face crop, how sure we are it is a face (0-1), and which face of the video it is.
 
     ``confidence``: for a face detected in the frame, :func:`detection_confidence` of dlib's
-    score; for a face kept from the previous frame's box, its resemblance to the last detected
-    face. ``face_id``: 0 for the one tracked face; with every face (:class:`AllFaceFinder`), the
+    score (for a face followed from its last detection, ``--redetect-every``, that detection's);
+    for a face kept from the previous frame's box, its resemblance to the last detected face.
+    ``face_id``: 0 for the one tracked face; with every face (:class:`AllFaceFinder`), the
     same number for the same face from frame to frame, as OpenFace's ``face_id``.
     """
 
@@ -301,12 +303,17 @@ class FaceFinder(_FaceCropper):
     finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
     resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
     resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or
-    a face that left does not inherit one. Arguments as :class:`_FaceCropper`'s.
+    a face that left does not inherit one. With ``redetect_every`` N above 1 the detector runs
+    on one frame in N and the face is followed between (:class:`~aunet.data.detect.FaceTracker`),
+    each followed crop checked against the last detected face the same way. Other arguments as
+    :class:`_FaceCropper`'s.
     """
 
-    def __init__(self, detector: LandmarkDetector, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, detector: LandmarkDetector, *args: Any, redetect_every: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(detector, *args, **kwargs)
-        self.tracker = FaceTracker(detector)
+        self.tracker = FaceTracker(detector, redetect_every)
         self._reference: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -315,22 +322,40 @@ class FaceFinder(_FaceCropper):
         self._reference = None
 
     def __call__(self, image: np.ndarray) -> Face | None:
-        """The face of ``image``, or None."""
+        """The face of ``image``, or None.
+
+        A frame whose followed box (``redetect_every`` above 1) no longer resembles the last
+        detected face is searched by the detector instead, so tracking never loses a face that
+        detection on every frame would have found.
+        """
         with self.stopwatch("detect"):
             detection = self.tracker(image)
+        face = self._face(image, detection)
+        if face is None and detection is not None and detection.tracked:
+            self.tracker.lose_track()
+            with self.stopwatch("detect"):
+                detection = self.tracker(image)
+            face = self._face(image, detection)
+        return face
+
+    def _face(self, image: np.ndarray, detection: Detection | None) -> Face | None:
+        """The crop of ``detection``, if it is the face: detected, or resembling the last one."""
         if detection is None:
             return None
         with self.stopwatch("crop"):
             crop = self.crop(image, detection.landmarks)
             signature = _signature(crop.image)
-        if not detection.from_previous:
+        if not (detection.from_previous or detection.tracked):
             self._reference = signature
             return Face(crop, detection_confidence(detection.score or 0.0))
         similarity = 0.0 if self._reference is None else crop_similarity(signature, self._reference)
-        if similarity < MIN_SIMILARITY:
+        if similarity >= MIN_SIMILARITY:
+            # A followed face is the detected one, still in view: its detection's confidence.
+            tracked = detection_confidence(detection.score or 0.0) if detection.tracked else None
+            return Face(crop, similarity if tracked is None else tracked)
+        if not detection.tracked:  # a tracked miss is searched again by the caller
             self.reset()
-            return None
-        return Face(crop, similarity)
+        return None
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """The face of ``image`` as a list (empty when none), as :class:`AllFaceFinder` gives."""

@@ -77,6 +77,9 @@ from aunet.visualise import au_panel, frame_overlay, plot_intensities
 
 #: Overlay videos: OpenCV codec per container.
 OVERLAY_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+#: How often (in frames) the face detector runs in a video by default; the face is followed
+#: between (docs/inference.md, "Speed").
+REDETECT_EVERY = 10
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -398,6 +401,7 @@ def predict(
     all_faces: bool = False,
     csv_format: str = "openface",
     occurrence_threshold: float = OCCURRENCE_THRESHOLD,
+    redetect_every: int = REDETECT_EVERY,
 ) -> Summary:
     """Run a trained AU model over videos and images and write the CSV (and pictures).
 
@@ -426,6 +430,9 @@ def predict(
         csv_format: ``openface`` (OpenFace 2.2's layout, one CSV per input) or ``aunet``
             (:mod:`aunet.prediction_csv`).
         occurrence_threshold: the intensity from which OpenFace's ``AU.._c`` is 1.
+        redetect_every: in a video, run the face detector on one frame in this many and follow
+            the face between (:class:`~aunet.data.detect.FaceTracker`); 1 searches every frame.
+            Images and ``all_faces`` search every frame.
 
     Returns:
         Frame counts and timings.
@@ -435,6 +442,8 @@ def predict(
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if redetect_every < 1:
+        raise InputError(f"--redetect-every must be at least 1, got {redetect_every}")
     if all_faces and (overlay is not None or plot is not None):
         flag = "--overlay" if overlay is not None else "--plot"
         raise InputError(
@@ -462,9 +471,11 @@ def predict(
     stopwatch = Stopwatch()
     if margin is None:
         margin = predictor.crop_margin if predictor.crop_margin is not None else DEFAULT_MARGIN
-    finder = (AllFaceFinder if all_faces else FaceFinder)(
-        LandmarkDetector(), predictor.image_size, margin, stopwatch, predictor.framing
-    )
+    cropping = (LandmarkDetector(), predictor.image_size, margin, stopwatch, predictor.framing)
+    if all_faces:
+        finder: AllFaceFinder | FaceFinder = AllFaceFinder(*cropping)
+    else:
+        finder = FaceFinder(*cropping, redetect_every=redetect_every)
     single_video = len(sources) == 1 and sources[0].is_video
     layout = (
         OpenFaceLayout(predictor.au_names, locations, occurrence_threshold)
@@ -620,6 +631,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a row for every face of a frame, numbered by face_id (default: one tracked face)",
     )
     parser.add_argument(
+        "--redetect-every",
+        type=int,
+        default=REDETECT_EVERY,
+        metavar="N",
+        help="in a video, run the face detector on one frame in N and follow the face between "
+        "(a followed face that no longer looks like the detected one is searched again); 1: "
+        "search every frame",
+    )
+    parser.add_argument(
         "--strict-length",
         action="store_true",
         help="a video decoding fewer (or more) frames than it declares is an error, not a warning",
@@ -653,6 +673,7 @@ def main(argv: list[str] | None = None) -> None:
             all_faces=args.all_faces,
             csv_format=args.format,
             occurrence_threshold=args.occurrence_threshold,
+            redetect_every=args.redetect_every,
         )
     except (InputError, CheckpointError, VideoError, DetectorUnavailableError, OSError) as error:
         parser.exit(2, f"aunet-predict: error: {error}\n")

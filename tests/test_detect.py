@@ -7,6 +7,7 @@ from raw_datasets import ASTRONAUT_68, face_frame
 
 from aunet.data import detect
 from aunet.data.detect import (
+    Detection,
     DetectorUnavailableError,
     FaceBox,
     FaceTracker,
@@ -146,3 +147,52 @@ def test_box_overlap_is_intersection_over_union():
     assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(0, 0, 9, 9)) == 1.0
     assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(5, 0, 14, 9)) == pytest.approx(50 / 150)
     assert detect.box_overlap(FaceBox(0, 0, 9, 9), FaceBox(10, 0, 19, 9)) == 0.0
+
+
+class _MovingFace:
+    """Stands for the detector over a face moving 3 px right per frame (a frame is its x)."""
+
+    def __init__(self, found: bool = True) -> None:
+        self.searches = 0
+        self.found = found
+
+    def detect(self, x, fallback=None):
+        self.searches += 1
+        if not self.found:
+            return Detection(self.landmarks(x, fallback), fallback, from_previous=True)
+        box = FaceBox(x, 10, x + 40, 50)
+        return Detection(self.landmarks(x, box), box, score=1.5)
+
+    def landmarks(self, x, box):
+        """The face's own points, wherever the box is: a shape predictor that fits."""
+        return np.array([[x + 10, 20], [x + 30, 40]], np.float32)
+
+
+def test_a_tracker_searches_one_frame_in_n_and_its_box_follows_the_face():
+    detector = _MovingFace()
+    tracker = FaceTracker(detector, redetect_every=4)
+    detections = [tracker(3 * k) for k in range(8)]
+    assert detector.searches == 2  # frames 0 and 4
+    assert [d.tracked for d in detections] == [False, True, True, True] * 2
+    assert all(d.score == 1.5 for d in detections)  # a followed face keeps its detection's
+    # The box moves with the landmarks' centroid, one frame behind the face.
+    assert [d.box.left for d in detections[1:4]] == [0, 3, 6]
+    assert [d.landmarks[0, 0] for d in detections] == [3 * k + 10 for k in range(8)]
+    tracker.lose_track()
+    assert not tracker(24).tracked and detector.searches == 3
+    tracker.reset()
+    assert not tracker(27).tracked and detector.searches == 4
+
+
+def test_every_frame_is_searched_by_default_and_a_fallback_box_is_not_followed():
+    detector = _MovingFace()
+    tracker = FaceTracker(detector)
+    assert not any(tracker(3 * k).tracked for k in range(3)) and detector.searches == 3
+    tracker = FaceTracker(detector, redetect_every=5)
+    tracker(0)
+    tracker.lose_track()
+    detector.found = False  # the detector misses: the previous box, searched again next frame
+    assert tracker(3).from_previous and tracker(6).from_previous
+    assert detector.searches == 6
+    with pytest.raises(ValueError, match="redetect_every must be at least 1, got 0"):
+        FaceTracker(detector, redetect_every=0)

@@ -330,20 +330,26 @@ def test_the_input_size_of_an_older_checkpoint_comes_from_its_run_config(tmp_pat
 
 
 class ScriptedDetector:
-    """Finds the face only where told; otherwise places landmarks in the fallback box as dlib's
-    shape predictor would (here: the landmarks of the face image, whatever the frame shows)."""
+    """Finds the face only where told; otherwise places landmarks in the fallback box (or a
+    followed one) as dlib's shape predictor would (here: the landmarks of the face image,
+    whatever the frame shows). Counts its searches."""
 
     def __init__(self, landmarks: np.ndarray, found: list[bool]) -> None:
-        self.landmarks = landmarks
+        self.face_landmarks = landmarks
         self.found = iter(found)
         self.box = FaceBox(0, 0, 1, 1)
+        self.searches = 0
 
     def detect(self, image: np.ndarray, fallback: FaceBox | None = None) -> Detection | None:
+        self.searches += 1
         if next(self.found):
-            return Detection(self.landmarks, self.box, score=2.0)
+            return Detection(self.face_landmarks, self.box, score=2.0)
         if fallback is not None:
-            return Detection(self.landmarks, fallback, from_previous=True)
+            return Detection(self.face_landmarks, fallback, from_previous=True)
         return None
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        return self.face_landmarks
 
 
 def test_the_previous_box_is_kept_only_while_the_face_is_still_there():
@@ -539,3 +545,19 @@ def test_a_truncated_video_is_reported_and_with_strict_length_refused(tmp_path, 
     main([str(whole), "--ckpt", str(checkpoint), "--out", str(out), "--strict-length",
           "--no-progress"])  # fmt: skip
     assert len(read_csv(out)[1]) == 40 and "WARNING" not in capsys.readouterr().err
+
+
+def test_a_followed_face_that_no_longer_looks_like_it_is_searched_again_in_that_frame():
+    face = astronaut_frame(0.5)
+    landmarks = LandmarkDetector().detect(face).landmarks
+    detector = ScriptedDetector(landmarks, found=[True, False, True])
+    finder = FaceFinder(detector, IMAGE_SIZE, DEFAULT_MARGIN, Stopwatch(), redetect_every=10)
+    results = [finder(frame) for frame in (face, face, face)]
+    assert detector.searches == 1  # frames 1 and 2 followed the face
+    assert [r.confidence for r in results] == [pytest.approx(detection_confidence(2.0))] * 3
+    # A blank frame: the followed crop is not the face, so the detector searches this frame,
+    # finds nothing, and the previous box is refused too.
+    assert finder(blank_frame()) is None
+    assert detector.searches == 2
+    assert finder(face).confidence == pytest.approx(detection_confidence(2.0))  # searched anew
+    assert detector.searches == 3

@@ -54,12 +54,16 @@ class Detection(NamedTuple):
     ``from_previous`` is True when no face was found and the previous frame's box was used;
     ``score`` is the detector's score of the box (its SVM margin: 0 at dlib's decision
     threshold, about 1-3 for clear frontal faces), None for a box from the previous frame.
+    ``tracked`` is True when the detector did not run on this frame: the landmarks were placed
+    in the box that follows the face since its last detection (:class:`FaceTracker` with
+    ``redetect_every`` above 1), and ``score`` is that detection's.
     """
 
     landmarks: np.ndarray
     box: FaceBox
     from_previous: bool = False
     score: float | None = None
+    tracked: bool = False
 
 
 def predictor_path() -> Path:
@@ -214,20 +218,62 @@ class LandmarkDetector:
 class FaceTracker:
     """Per-video detection: each frame falls back to the last box found in the same video.
 
+    With ``redetect_every`` N above 1 the detector runs on one frame in N: on the frames between,
+    the shape predictor places the landmarks in the previous frame's box, and the box follows the
+    face (it moves with the landmarks' centroid from frame to frame). The detector is dlib's
+    costliest step (37 ms a 640 x 480 frame, against about 1 ms for the shape predictor), so
+    this is what lets a video run at the network's rate. :meth:`lose_track` makes the next frame
+    a detection (the caller's check that the followed box still holds the face failed).
+
     Call :meth:`reset` between videos (or sequences) so a box never crosses into another clip.
+
+    Args:
+        detector: the detector and shape predictor.
+        redetect_every: run the detector every this many frames (1: on every frame).
+
+    Raises:
+        ValueError: for ``redetect_every`` below 1.
     """
 
-    def __init__(self, detector: LandmarkDetector) -> None:
+    def __init__(self, detector: LandmarkDetector, redetect_every: int = 1) -> None:
+        if redetect_every < 1:
+            raise ValueError(f"redetect_every must be at least 1, got {redetect_every}")
         self.detector = detector
-        self.previous: FaceBox | None = None
+        self.redetect_every = redetect_every
+        self.reset()
 
     def reset(self) -> None:
         """Forget the previous box (a new video begins)."""
-        self.previous = None
+        self.previous: FaceBox | None = None
+        self._landmarks: np.ndarray | None = None  # the followed face's, None: detect next
+        self._score: float | None = None
+        self._frames_tracked = 0
+
+    def lose_track(self) -> None:
+        """Run the detector on the next frame instead of following the box."""
+        self._landmarks = None
 
     def __call__(self, image: np.ndarray) -> Detection | None:
         """Landmarks of the tracked face in ``image``, or in the previous frame's box."""
+        if self._landmarks is not None and self._frames_tracked + 1 < self.redetect_every:
+            assert self.previous is not None  # set with the landmarks
+            landmarks = self.detector.landmarks(image, self.previous)
+            detection = Detection(landmarks, self.previous, score=self._score, tracked=True)
+            self.previous = _moved(self.previous, landmarks.mean(0) - self._landmarks.mean(0))
+            self._landmarks = landmarks
+            self._frames_tracked += 1
+            return detection
         detection = self.detector.detect(image, fallback=self.previous)
+        self._frames_tracked = 0
         if detection is not None:
             self.previous = detection.box
+            # Only a detected face is followed; a fallback box is searched again next frame.
+            self._landmarks = None if detection.from_previous else detection.landmarks
+            self._score = detection.score
         return detection
+
+
+def _moved(box: FaceBox, shift: np.ndarray) -> FaceBox:
+    """``box`` moved by ``shift`` (x, y pixels), rounded to whole pixels."""
+    dx, dy = round(float(shift[0])), round(float(shift[1]))
+    return FaceBox(box.left + dx, box.top + dy, box.right + dx, box.bottom + dy)
