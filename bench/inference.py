@@ -13,6 +13,11 @@ the precision ``aunet-predict`` chooses on this CPU
 limit P/F (:class:`bench.common.Limit`): F the folded network's counted GFLOPs per image, P
 this process's best matrix product in that precision (:func:`bench.common.cpu_peaks`).
 
+``--redetect-every 1 10`` times the video once per detector interval (dlib's detector on every
+frame, then on one in 10 with the face followed between: :class:`aunet.data.detect.FaceTracker`)
+and gives each later interval's largest and mean difference of the predicted intensities from
+the first's, on the frames where both found the face.
+
 Run ``python -m bench.inference`` (``--quick``: 60 frames; ``--frames N``; ``--image-sizes``);
 figures go to ``bench/BENCHMARKS.md`` under "Inference".
 """
@@ -20,6 +25,7 @@ figures go to ``bench/BENCHMARKS.md`` under "Inference".
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import tempfile
 from collections.abc import Sequence
@@ -84,6 +90,32 @@ def network_rate(predictor: AUPredictor, batch: int) -> float:
     return batch / best_time(lambda: predictor(crops), repeats=3)
 
 
+def intensities(path: Path) -> dict[int, np.ndarray]:
+    """The ``AU.._r`` values of each frame where a face was found, by frame number."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [name for name in rows[0] if name.endswith("_r")] if rows else []
+    return {
+        int(row["frame"]): np.array([float(row[name]) for name in columns])
+        for row in rows
+        if row["success"] == "1"
+    }
+
+
+def difference(first: Path, second: Path) -> str:
+    """How far ``second``'s intensities lie from ``first``'s, on the frames both scored."""
+    a, b = intensities(first), intensities(second)
+    both = sorted(a.keys() & b.keys())
+    if not both:
+        return "no frame scored by both"
+    gaps = np.abs(np.stack([a[f] for f in both]) - np.stack([b[f] for f in both]))
+    models = gaps[:, ~np.isnan(gaps).all(axis=0)]
+    return (
+        f"intensities off by at most {np.nanmax(models):.3f} (mean {np.nanmean(models):.4f}) "
+        f"on {len(both)} frames both scored; faces {len(b)} vs {len(a)}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Measure and record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--image-sizes", type=int, nargs="+", default=tuple(MODELS), choices=tuple(MODELS),
         help="the models to time (default: both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--redetect-every", type=int, nargs="+", default=[1], metavar="N",
+        help="face detector intervals to time (aunet-predict --redetect-every; default 1)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -108,16 +144,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             model = checkpoint(Path(folder) / f"{image_size}.ckpt", image_size)
             predictor = load_predictor(model, "cpu", precision=precision)
             limit = Limit(peak, inference_flops(predictor.network, image_size) / 1e9)
-            summary = predict(
-                [video], model, Path(folder) / "au.csv", batch_size=args.batch_size,
-                device="cpu", precision=precision, progress=False,
-            )  # fmt: skip
-            stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.stages.items())
-            figures[f"{name}, {frames} frames 640x480, batch {args.batch_size}"] = (
-                f"{limit.describe(summary.frames / summary.seconds, 'frames/s')} (wall); "
-                f"{summary.frames / summary.cpu_seconds:.1f} frames per CPU-second "
-                f"({summary.faces} faces; {stages})"
-            )
+            outputs = []
+            for every in args.redetect_every:
+                outputs.append(Path(folder) / f"au-{image_size}-{every}.csv")
+                summary = predict(
+                    [video], model, outputs[-1], batch_size=args.batch_size, device="cpu",
+                    precision=precision, progress=False, redetect_every=every,
+                )  # fmt: skip
+                stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.stages.items())
+                detector = "" if every == 1 else f", detector every {every} frames"
+                figures[f"{name}, {frames} frames 640x480, batch {args.batch_size}{detector}"] = (
+                    f"{limit.describe(summary.frames / summary.seconds, 'frames/s')} (wall); "
+                    f"{summary.frames / summary.cpu_seconds:.1f} frames per CPU-second "
+                    f"({summary.faces} faces; {stages})"
+                    + ("" if len(outputs) == 1 else f"; {difference(outputs[0], outputs[-1])}")
+                )
             rate = network_rate(predictor, args.batch_size)
             figures[f"{name}, network alone"] = (
                 f"{limit.describe(rate, 'frames/s')} ({1 / rate:.3f} s/image)"
@@ -130,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every setting in the command, so that each row can be re-run as it was measured.
     command = (
         f"python -m bench.inference --threads {args.threads} --frames {frames} "
-        f"--batch-size {args.batch_size} --image-sizes {' '.join(map(str, args.image_sizes))}"
+        f"--batch-size {args.batch_size} --image-sizes {' '.join(map(str, args.image_sizes))} "
+        f"--redetect-every {' '.join(map(str, args.redetect_every))}"
     )
     record("Inference", figures, command=command)
 

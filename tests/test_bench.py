@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import bench.common
+import bench.inference as bench_inference
 from aunet.heatmaps import au_targets
 from bench.__main__ import main as run_benchmarks
 from bench.common import Limit, flop_rate, images_rate
@@ -121,12 +122,26 @@ def test_train_step_runs_tiny_and_counts_the_same_flops_both_ways(benchmarks_md,
 
 
 def test_inference_prints_the_limit_beside_every_rate(benchmarks_md, capsys):
-    inference(["--frames", "6", "--batch-size", "4", "--image-sizes", "64", "--threads", "1"])
+    arguments = ["--frames", "6", "--batch-size", "4", "--image-sizes", "64", "--threads", "1"]
+    inference([*arguments, "--redetect-every", "1", "3"])
     rates = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
-    assert len(rates) == 2  # end to end and the network alone
+    assert len(rates) == 3  # end to end searching every frame, one in 3, the network alone
     assert all(LIMIT_BESIDE in line for line in rates)
+    assert "detector every 3 frames" in rates[1] and "intensities off by at most" in rates[1]
     row = benchmarks_md.read_text().split("## Inference")[1]
-    assert "--image-sizes 64`" in row and row.count(LIMIT_BESIDE) == 2
+    assert "--image-sizes 64 --redetect-every 1 3`" in row and row.count(LIMIT_BESIDE) == 3
+
+
+def test_inference_difference_compares_the_frames_both_runs_found_a_face(tmp_path):
+    header = "frame,face_id,timestamp,confidence,success,AU01_r,AU02_r,AU04_r\n"
+    first = tmp_path / "first.csv"
+    first.write_text(header + "1,0,0,0.9,1,1.0,nan,2.0\n2,0,0.04,0.9,1,3.0,nan,0.0\n")
+    second = tmp_path / "second.csv"
+    second.write_text(header + "1,0,0,0.9,1,1.5,nan,2.0\n2,0,0.04,0,0,0,nan,0\n")
+    # Frame 2 has no face in the second run: only frame 1 counts (|1.5 - 1|, |2 - 2|).
+    assert bench_inference.difference(first, second) == (
+        "intensities off by at most 0.500 (mean 0.2500) on 1 frames both scored; faces 1 vs 2"
+    )
 
 
 def test_data_pipeline_runs_tiny_for_both_encodings(benchmarks_md):
