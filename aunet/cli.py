@@ -52,6 +52,7 @@ from aunet.models.registry import USES_FAN
 from aunet.run_checkpoints import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_FOLDER,
+    CONFIG_FILE,
     LAST_CHECKPOINT,
     run_of_checkpoint,
 )
@@ -73,12 +74,11 @@ from aunet.training.fan_module import FANModule
 from aunet.training.notices import KEEP_NONE_VALUES, AUNetWandbLogger, silence_third_party_notices
 from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
+from aunet.wandb_evaluation import WANDB_ID_FILE, logged_run_id
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 #: W&B job type of a run per subcommand (the summary runs: ``cv-report``, ``table``).
 JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
-#: The file a run folder's resolved config is saved to (LightningCLI's default name).
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -134,7 +134,7 @@ def wandb_run_id(folder: Path) -> str:
     a random id by hard-linking a complete file to ``wandb_id``, which only the first link
     creates, and all then read the winner, so the file never holds a lost id.
     """
-    id_file = folder / "wandb_id"
+    id_file = folder / WANDB_ID_FILE
     if not id_file.exists():
         folder.mkdir(parents=True, exist_ok=True)
         offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
@@ -166,8 +166,7 @@ class EvaluatedRun:
         ``{"training_run": {"dir", "wandb_id", "checkpoint", "epoch"}}``; ``wandb_id`` is None
         for a training run without W&B.
         """
-        id_file = self.dir / "wandb_id"
-        wandb_id = id_file.read_text().strip() if id_file.is_file() else None
+        wandb_id = logged_run_id(self.dir)
         fields = {"dir": str(self.dir), "wandb_id": wandb_id, "checkpoint": self.checkpoint}
         return {"training_run": {**fields, "epoch": self.epoch}}
 

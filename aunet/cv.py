@@ -60,6 +60,7 @@ from aunet.bootstrap import (
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import (
     CHECKPOINT_FOLDER,
+    CONFIG_FILE,
     LAST_CHECKPOINT,
     best_checkpoint,
     last_checkpoint,
@@ -430,7 +431,7 @@ def run_data(run_dir: Path) -> AUDataModule:
     """
     from aunet.data.datamodule import AUDataModule
 
-    config_path = Path(run_dir) / "config.yaml"
+    config_path = Path(run_dir) / CONFIG_FILE
     try:
         config = yaml.safe_load(config_path.read_text())["data"]
         return AUDataModule(

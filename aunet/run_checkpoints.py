@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+#: A run folder's resolved config (LightningCLI's default name), beside its checkpoints.
+CONFIG_FILE = "config.yaml"
 CHECKPOINT_FOLDER = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 #: ``ModelCheckpoint``'s file name template of the best checkpoint (without ``.ckpt``).

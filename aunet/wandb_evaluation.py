@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from aunet.run_checkpoints import CONFIG_FILE
+
 if TYPE_CHECKING:
     from aunet.cli import WandbMode
 
@@ -37,7 +39,7 @@ def logged_run_id(run_dir: str | os.PathLike) -> str | None:
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The resolved config of a run (its ``config.yaml``), or an empty dict without one."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 

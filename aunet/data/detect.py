@@ -221,9 +221,10 @@ class FaceTracker:
     With ``redetect_every`` N above 1 the detector runs on one frame in N: on the frames between,
     the shape predictor places the landmarks in the previous frame's box, and the box follows the
     face (it moves with the landmarks' centroid from frame to frame). The detector is dlib's
-    costliest step (37 ms a 640 x 480 frame, against about 1 ms for the shape predictor), so
-    this is what lets a video run at the network's rate. :meth:`lose_track` makes the next frame
-    a detection (the caller's check that the followed box still holds the face failed).
+    costliest step (38 ms a 640 x 480 frame against 3.7 ms for the shape predictor, one AVX2
+    core), so small models gain most from it (docs/inference.md, "Speed"). :meth:`lose_track`
+    makes the next frame a detection (the caller's check that the followed box still holds the
+    face failed).
 
     Call :meth:`reset` between videos (or sequences) so a box never crosses into another clip.
 
