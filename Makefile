@@ -29,9 +29,12 @@ ROOT ?=
 ARGS ?=
 QUICK ?=
 SEEDS ?= 1
+# make curve: the numbers of training subjects, and the folds (empty: the dataset's default).
+SUBJECTS ?= 1 2 4 9 all
+FOLDS ?=
 
 .PHONY: help install test test-slow rehearse lint format train cv prep fan bench bench-complexity \
-	bench-gpu table robustness clean
+	bench-gpu table curve robustness clean
 
 # In the `## ` texts that `make help` lists, a bare VAR=value is VAR's default above (the same
 # value: tests/test_cli_quiet.py checks), [VAR=...] an optional setting and VAR=<...> a
@@ -96,6 +99,12 @@ bench-complexity: $(STAMP)  ## parameters and GFLOPs of every experiment -> benc
 table: $(STAMP)  ## reproduce Table 2: DATA=synthetic [FAN=path] [EXPS="scratch adapt ..."] [SEEDS=n] [LAUNCH=local|slurm] [ARGS=...]
 	$(PY) -m aunet.launch table --data $(DATA) --launch $(LAUNCH) $(if $(FAN),--fan $(FAN)) \
 		--seeds $(SEEDS) $(if $(EXPS),--exps $(EXPS)) -- $(ARGS)
+
+# EXP given on the command line picks the curve's methods; else scratch finetune adapt reparam.
+curve: $(STAMP)  ## data-efficiency study, ICC against training subjects: [EXP="scratch finetune adapt reparam"] DATA=synthetic [SUBJECTS="1 2 4 9 all"] [FOLDS=1] [SEEDS=n] [LAUNCH=local|slurm] [ARGS=...]
+	$(PY) -m aunet.launch curve --data $(DATA) --launch $(LAUNCH) --seeds $(SEEDS) \
+		--subjects $(SUBJECTS) $(if $(filter command line,$(origin EXP)),--exps $(EXP)) \
+		$(if $(FOLDS),--folds $(FOLDS)) $(if $(FAN),--fan $(FAN)) -- $(ARGS)
 
 robustness: $(STAMP)  ## ICC/MSE under test-time crop noise: EXP=reparam DATA=synthetic [FAN=path] [ARGS=...]
 	$(PY) -m aunet.launch robustness --exp $(EXP) --data $(DATA) $(if $(FAN),--fan $(FAN)) -- $(ARGS)

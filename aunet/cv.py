@@ -83,9 +83,22 @@ class CVError(RuntimeError):
     """A cross-validation that cannot go on as asked; the message names the file and the fix."""
 
 
-def cv_folder(experiment: str, dataset: str, root: Path = CV_ROOT) -> Path:
-    """``runs/cv/<experiment>-<dataset>``: where a cross-validation's plan and report live."""
-    return root / f"{experiment}-{dataset}"
+#: How many training subjects a cross-validation's runs train on: None for an ordinary one
+#: (every subject), else a point of the data-efficiency study (``make curve``): a count, or
+#: ``"all"`` (every subject, under the study's settings).
+TrainSubjects = int | Literal["all"] | None
+
+
+def cv_folder(
+    experiment: str, dataset: str, root: Path = CV_ROOT, train_subjects: TrainSubjects = None
+) -> Path:
+    """Where a cross-validation's plan and report live.
+
+    ``runs/cv/<experiment>-<dataset>``, or ``...-subjects<n>`` for a point of the
+    data-efficiency study (:data:`TrainSubjects`).
+    """
+    suffix = "" if train_subjects is None else f"-subjects{train_subjects}"
+    return root / f"{experiment}-{dataset}{suffix}"
 
 
 @contextlib.contextmanager
@@ -183,6 +196,8 @@ class CVPlan:
         checkpoint: which checkpoint of each run predicts its held-out frames.
         extra: flags for every fold's ``aunet fit`` (``make cv ... ARGS=``).
         tasks: the runs: seed 0's in fold order, then each further seed's.
+        train_subjects: None for an ordinary cross-validation; a point of the data-efficiency
+            study trains on that many of each fold's training subjects (:data:`TrainSubjects`).
     """
 
     experiment: str
@@ -191,11 +206,12 @@ class CVPlan:
     checkpoint: Checkpoint
     extra: tuple[str, ...]
     tasks: tuple[CVTask, ...]
+    train_subjects: TrainSubjects = None
 
     @property
     def folder(self) -> Path:
-        """``runs/cv/<experiment>-<dataset>``."""
-        return cv_folder(self.experiment, self.dataset)
+        """``runs/cv/<experiment>-<dataset>`` (:func:`cv_folder`)."""
+        return cv_folder(self.experiment, self.dataset, train_subjects=self.train_subjects)
 
     @property
     def path(self) -> Path:
@@ -777,6 +793,8 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
             for task, part in parts.items()
         ],
     )
+    if plan.train_subjects is not None:
+        report["train_subjects"] = plan.train_subjects
     if spreads is not None:
         report["seeds"] = {
             "count": len(scores),
@@ -857,8 +875,10 @@ def log_report_to_wandb(
     fold_runs = {task.label: logged_run_id(task.run_dir) for task in plan.tasks}
     config = shared_config([run_config(task.run_dir) for task in plan.tasks])
     config.update(plan=dataclasses.asdict(plan), fold_runs=fold_runs)
+    # A point of the data-efficiency study is named apart from the experiment's own report.
+    name = "cv" if plan.train_subjects is None else f"cv-subjects{plan.train_subjects}"
     run = start_evaluation_run(
-        plan.folder, plan.experiment, plan.dataset, "cv-report", "cv", config, mode, project
+        plan.folder, plan.experiment, plan.dataset, "cv-report", name, config, mode, project
     )
     if run is None:
         return None

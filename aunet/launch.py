@@ -35,10 +35,13 @@ from pathlib import Path
 
 import yaml
 
+from aunet import curve as curves
 from aunet import cv, progress, robustness, shipped_fan, tables
 from aunet.bootstrap import format_interval
 from aunet.data import synthetic
+from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
+from aunet.data.store import StoreError
 from aunet.guards import command_line
 from aunet.inference import CheckpointError
 from aunet.models import NEEDS_FAN, USES_FAN
@@ -181,9 +184,18 @@ def resumable_run(root: Path) -> Path:
     return candidates[-1]
 
 
-def run_root(experiment: str, dataset: str, fold: int | None) -> Path:
-    """``runs/<experiment>/<dataset>/fold<k>``, or ``.../official`` for official partitions."""
-    return RUNS / experiment / dataset / (f"fold{fold}" if fold is not None else "official")
+def run_root(
+    experiment: str, dataset: str, fold: int | None, train_subjects: cv.TrainSubjects = None
+) -> Path:
+    """``runs/<experiment>/<dataset>/fold<k>``, or ``.../official`` for official partitions.
+
+    A point of the data-efficiency study (:data:`aunet.cv.TrainSubjects`) trains under
+    ``runs/<experiment>/<dataset>/subjects<n>/``, apart from the experiment's own runs.
+    """
+    root = RUNS / experiment / dataset
+    if train_subjects is not None:
+        root = root / f"subjects{train_subjects}"
+    return root / (f"fold{fold}" if fold is not None else "official")
 
 
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
@@ -380,8 +392,13 @@ def plan_cross_validation(
     checkpoint: str,
     extra: list[str],
     seeds: int = 1,
+    train_subjects: cv.TrainSubjects = None,
+    folds: Sequence[int] | None = None,
 ) -> cv.CVPlan:
     """The plan of ``make cv``: one run per fold (or one on the official partitions) and seed.
+
+    ``train_subjects`` makes it a point of the data-efficiency study (:mod:`aunet.curve`), in a
+    folder of its own; ``folds`` trains only those folds (default: all three).
 
     Tasks are numbered seed by seed: seed 0's folds are tasks 1-3 (as before seeds), seed 1's
     4-6, and so on (one task per seed on official partitions).
@@ -393,11 +410,13 @@ def plan_cross_validation(
     the seeds it has (their runs are not thrown away), and says so.
 
     Raises:
-        LaunchError: for fewer than one seed.
+        LaunchError: for fewer than one seed, or a fold that is not 1-3.
     """
     require_seeds(seeds)
+    if folds is not None and not set(folds) <= set(range(1, NUM_FOLDS + 1)):
+        raise LaunchError(f"FOLDS={' '.join(map(str, folds))}: folds are 1 to {NUM_FOLDS}")
     fan = prepare_inputs(experiment, dataset, fan, progress.Stages(CV_STAGES))
-    path = cv.cv_folder(experiment, dataset) / "plan.json"
+    path = cv.cv_folder(experiment, dataset, train_subjects=train_subjects) / "plan.json"
     tasks: tuple[cv.CVTask, ...] = ()
     if path.exists():
         previous = cv.CVPlan.load(path)
@@ -410,14 +429,18 @@ def plan_cross_validation(
             )
         if len(previous.seeds) > seeds:
             print(f"note: {path} has {len(previous.seeds)} seeds; SEEDS={seeds} keeps them all")
-    folds = range(1, NUM_FOLDS + 1) if dataset in FOLD_DATASETS else [None]
+    if dataset not in FOLD_DATASETS:
+        folds = [None]
+    elif folds is None:
+        folds = range(1, NUM_FOLDS + 1)
     taken = {Path(task.run_dir) for task in tasks}
     for seed in range(len({task.seed for task in tasks}), seeds):
-        for fold in folds:
-            folder = new_run_folder(run_root(experiment, dataset, fold), taken)
+        for fold in sorted(folds, key=lambda k: k or 0):
+            root = run_root(experiment, dataset, fold, train_subjects)
+            folder = new_run_folder(root, taken)
             taken.add(folder)
             tasks += (cv.CVTask(len(tasks) + 1, fold, str(folder), seed),)
-    plan = cv.CVPlan(experiment, dataset, fan, checkpoint, tuple(extra), tasks)
+    plan = cv.CVPlan(experiment, dataset, fan, checkpoint, tuple(extra), tasks, train_subjects)
     plan.save()
     return plan
 
@@ -428,8 +451,13 @@ def task_fit_command(plan: cv.CVPlan, task: cv.CVTask, prefix: Sequence[str] = (
     A task of seed s > 0 ends with ``--seed_everything s``, after ``ARGS`` so that the seeds
     differ even where ``ARGS`` sets a seed; seed 0 keeps the configs' own (0 in
     ``experiments/base.yaml``, or ``ARGS``'s), so one seed trains exactly as before seeds.
+    A point of the data-efficiency study trains on its number of subjects, in the nested order
+    of the task's seed (:func:`aunet.data.folds.nested_subjects`).
     """
     seed = ["--seed_everything", str(task.seed)] if task.seed else []
+    if isinstance(plan.train_subjects, int):
+        seed += ["--data.train_subjects", str(plan.train_subjects),
+                 "--data.subject_order_seed", str(task.seed)]  # fmt: skip
     return fit_command(
         plan.experiment,
         plan.dataset,
@@ -655,16 +683,36 @@ def table(
     if not report_jobs:
         write_table(dataset, ordered, extra)
         return
-    logs = tables.table_folder(dataset).resolve() / "slurm"
+    build = ["table-report", "--data", dataset, "--exps", *ordered, "--", *extra]
+    job = submit_summary_job(f"table-{dataset}", tables.table_folder(dataset), build,
+                             report_jobs, sbatch_args)  # fmt: skip
+    print(
+        f"submitted table job {job} after report jobs {', '.join(report_jobs)}: "
+        f"{tables.table_folder(dataset)}/table.md once it ends"
+    )
+
+
+def submit_summary_job(
+    name: str,
+    folder: Path,
+    launch_args: Sequence[str],
+    report_jobs: Sequence[str],
+    sbatch_args: Sequence[str],
+) -> str:
+    """Submit ``python -m aunet.launch <launch_args>`` to run once every report job succeeded.
+
+    The summary (a table, a curve) is a short CPU job, ``aunet-<name>``, logging to
+    ``<folder>/slurm/``; it is cancelled if a report job fails (``afterok``). Returns its id.
+    """
+    logs = folder.resolve() / "slurm"
     logs.mkdir(parents=True, exist_ok=True)
-    build = [sys.executable, "-m", "aunet.launch", "table-report", "--data", dataset,
-             "--exps", *ordered, "--", *extra]  # fmt: skip
-    job = sbatch(
+    build = [sys.executable, "-m", "aunet.launch", *launch_args]
+    return sbatch(
         [
             f"--chdir={Path.cwd()}",
             "--export=ALL",
-            f"--job-name=aunet-table-{dataset}",
-            f"--output={logs}/table-%j.out",
+            f"--job-name=aunet-{name}",
+            f"--output={logs}/{name.split('-')[0]}-%j.out",
             f"--dependency=afterok:{':'.join(report_jobs)}",
             "--kill-on-invalid-dep=yes",
             "--ntasks=1",
@@ -675,10 +723,6 @@ def table(
         ],
         os.environ,
     )
-    print(
-        f"submitted table job {job} after report jobs {', '.join(report_jobs)}: "
-        f"{tables.table_folder(dataset)}/table.md once it ends"
-    )
 
 
 def write_table(dataset: str, experiments: Sequence[str], extra: Sequence[str]) -> None:
@@ -687,6 +731,96 @@ def write_table(dataset: str, experiments: Sequence[str], extra: Sequence[str]) 
     mode, project = wandb_settings(extra)
     tables.log_table_to_wandb(files, dataset, mode=mode, project=project)
     print(f"\n{files.markdown.read_text()}\ntable: {files.markdown}, {files.csv}, {files.plot}")
+
+
+def training_subject_count(dataset: str, folds: Sequence[int] | None) -> int:
+    """How many training subjects the study's ``all`` is: the fewest of the folds trained.
+
+    Raises:
+        LaunchError: naming the store, when it cannot be read or split.
+    """
+    path = data_path(dataset)
+    chosen = (folds or range(1, NUM_FOLDS + 1)) if dataset in FOLD_DATASETS else [1]
+    try:
+        return min(len(AUDataModule(path, fold=k).training_subjects) for k in chosen)
+    except (ValueError, StoreError) as error:
+        raise LaunchError(str(error)) from None
+
+
+def data_efficiency_curve(
+    dataset: str,
+    experiments: Sequence[str],
+    sizes: Sequence[int | str],
+    folds: Sequence[int] | None,
+    launch: str,
+    fan: str | None,
+    checkpoint: str,
+    extra: list[str],
+    sbatch_args: Sequence[str] = (),
+    fold_args: Sequence[str] = (),
+    seeds: int = 1,
+) -> None:
+    """``make curve``: cross-validate each experiment on each number of training subjects.
+
+    Every point is a cross-validation of its own (:func:`plan_cross_validation` with
+    ``train_subjects``) under the dataset's study settings (:func:`aunet.curve.settings_flags`,
+    then ``extra``) and folds (``folds``, else :data:`aunet.curve.QUICK_FOLDS`, else all).
+    Locally the points run one after another, each skipping the runs that finished, and the
+    curve follows; on SLURM each point is a job array with its report job, as ``make cv``'s,
+    and the curve a job that waits for every report.
+
+    Raises:
+        LaunchError: for fewer than one seed, a number of subjects above the folds' count, or
+            a store that cannot be read.
+    """
+    require_seeds(seeds)
+    folds = folds or curves.QUICK_FOLDS.get(dataset)
+    prepare_stores(dataset, progress.Stages(("stores",)))
+    available = training_subject_count(dataset, folds)
+    too_many = [size for size in sizes if size != "all" and int(size) > available]
+    if too_many:
+        raise LaunchError(
+            f"SUBJECTS={' '.join(map(str, sizes))}: {data_path(dataset)} has {available} "
+            "training subjects per fold; use counts up to that, or all"
+        )
+    extra = [*curves.settings_flags(dataset), *extra]
+    plans = [
+        plan_cross_validation(name, dataset, fan, checkpoint, extra, seeds, size, folds)
+        for name in experiments
+        for size in sizes
+    ]
+    if launch == "local":
+        for plan in plans:
+            subjects = "every" if plan.train_subjects == "all" else plan.train_subjects
+            plural = "" if subjects == 1 else "s"
+            print(f"\n=== {plan.experiment} on {dataset}, {subjects} training subject{plural}: "
+                  "cross-validation", flush=True)  # fmt: skip
+            cross_validate_locally(plan)
+        write_curve(dataset, experiments, sizes, folds, extra)
+        return
+    report_jobs = [submit_to_slurm(plan, sbatch_args, fold_args)[1] for plan in plans]
+    build = ["curve-report", "--data", dataset, "--exps", *experiments,
+             "--subjects", *map(str, sizes),
+             *(["--folds", *map(str, folds)] if folds else []), "--", *extra]  # fmt: skip
+    folder = curves.curve_folder(dataset)
+    job = submit_summary_job(f"curve-{dataset}", folder, build, report_jobs, sbatch_args)
+    print(f"submitted curve job {job} after report jobs {', '.join(report_jobs)}: "
+          f"{folder}/curve.md once it ends")  # fmt: skip
+
+
+def write_curve(
+    dataset: str,
+    experiments: Sequence[str],
+    sizes: Sequence[int | str],
+    folds: Sequence[int] | None,
+    extra: Sequence[str],
+) -> None:
+    """Write ``runs/curves/<dataset>/curve.{csv,png,md}``, log it to W&B and print it."""
+    all_subjects = training_subject_count(dataset, folds or curves.QUICK_FOLDS.get(dataset))
+    files = curves.build_curve(dataset, experiments, sizes, all_subjects)
+    mode, project = wandb_settings(extra)
+    curves.log_curve_to_wandb(files, dataset, mode=mode, project=project)
+    print(f"\n{files.markdown.read_text()}\ncurve: {files.csv}, {files.plot}, {files.markdown}")
 
 
 def robustness_study(
@@ -797,6 +931,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remake_parser.add_argument("--data", default="synthetic", help="dataset")
     remake_parser.add_argument("--exps", nargs="+", default=list(tables.EXPERIMENT_ORDER))
+    for name, text in (
+        ("curve", "data-efficiency study: cross-validate on 1, 2, 4, 9, all subjects"),
+        ("curve-report", "(re)make the curve from the points' reports that exist"),
+    ):
+        curve_parser = commands.add_parser(name, help=text)
+        curve_parser.add_argument("--data", default="synthetic", help="dataset")
+        curve_parser.add_argument("--exps", nargs="+", default=list(curves.EXPERIMENTS),
+                                  help="experiments, one line each (default: "
+                                  f"{' '.join(curves.EXPERIMENTS)})")  # fmt: skip
+        curve_parser.add_argument(
+            "--subjects", nargs="+", default=[str(size) for size in curves.SIZES],
+            help="numbers of training subjects, and/or all (default 1 2 4 9 all)",
+        )  # fmt: skip
+        curve_parser.add_argument(
+            "--folds", type=int, nargs="+",
+            help="folds to train (default: all; fold 1 on the synthetic default)",
+        )  # fmt: skip
+        if name == "curve":
+            curve_parser.add_argument("--launch", choices=("local", "slurm"), default="local")
+            curve_parser.add_argument("--fan", help="FAN weights for every experiment using one")
+            curve_parser.add_argument("--checkpoint", choices=cv.CHECKPOINTS, default="last")
+            curve_parser.add_argument("--seeds", type=int, default=1, help="seeds per point")
+            curve_parser.add_argument("--sbatch", default=os.environ.get("AUNET_SBATCH_ARGS", ""))
+            curve_parser.add_argument(
+                "--sbatch-fold", default=os.environ.get("AUNET_SBATCH_FOLD_ARGS", "")
+            )
     robust_parser = commands.add_parser("robustness", help="ICC/MSE under test-time crop noise")
     robust_parser.add_argument("--exp", required=True, help="experiment (experiments/<exp>.yaml)")
     robust_parser.add_argument("--data", default="synthetic", help="dataset (experiments/data/)")
@@ -823,7 +983,7 @@ def main(argv: list[str] | None = None) -> None:
     one line and status 2; Ctrl-C with status 130 (:func:`aunet.guards.command_line`).
     """
     errors = (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError,
-              CheckpointError)  # fmt: skip
+              CheckpointError, curves.CurveError)  # fmt: skip
     # SIGTERM keeps its default: a fit the launcher runs is its own process, which checkpoints.
     command_line("aunet.launch", errors, catch_sigterm=False)(lambda: _run(argv))()
 
@@ -855,6 +1015,13 @@ def _run(argv: list[str] | None) -> None:
               shlex.split(args.sbatch), shlex.split(args.sbatch_fold), args.seeds)  # fmt: skip
     elif args.command == "table-report":
         write_table(args.data, tables.order_experiments(args.exps), extra)
+    elif args.command == "curve":
+        data_efficiency_curve(args.data, args.exps, curves.parse_sizes(args.subjects), args.folds,
+                              args.launch, args.fan, args.checkpoint, extra,
+                              shlex.split(args.sbatch), shlex.split(args.sbatch_fold),
+                              args.seeds)  # fmt: skip
+    elif args.command == "curve-report":
+        write_curve(args.data, args.exps, curves.parse_sizes(args.subjects), args.folds, extra)
     elif args.command == "robustness":
         robustness_study(args.exp, args.data, args.ckpt, args.fan, args.levels, args.noise,
                          args.seed, args.every, extra)  # fmt: skip

@@ -51,6 +51,7 @@ from aunet.data.folds import (
     evaluation_protocol,
     fold_split,
     hashed_subject_split,
+    nested_subjects,
     partition_rows,
     rows_of,
     subject_parts,
@@ -238,6 +239,13 @@ class AUDataModule(_FrameDataModule):
             (the stored crops), ``face_alignment`` (face-alignment's 2DFAN-4 framing), or
             ``auto``, which ``aunet fit`` resolves from the model's FAN before the run starts
             (and which means ``store`` anywhere else).
+        train_subjects: train on this many of the training subjects only (the
+            data-efficiency study, ``make curve``): the first ``train_subjects`` in the nested
+            order of :func:`aunet.data.folds.nested_subjects` for ``subject_order_seed``. Their
+            frames are repeated to the length of an epoch of every training subject, so every
+            subject count trains the same number of steps on the same schedule and only the
+            number of labelled faces differs. None: every training subject.
+        subject_order_seed: the seed of that order (``make curve`` passes the run's seed).
         **kwargs: loader, augmentation and subsampling settings: ``batch_size`` (48),
             ``num_workers`` (4), ``image_size`` (256), ``augment`` (True), ``augmentation``,
             ``train_every`` (1), ``max_train_frames`` (None); see ``_FrameDataModule``.
@@ -254,6 +262,8 @@ class AUDataModule(_FrameDataModule):
         fold: int = 1,
         val_every: int = 1,
         framing: Literal["auto", "store", "face_alignment"] = "auto",
+        train_subjects: int | None = None,
+        subject_order_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
@@ -278,6 +288,17 @@ class AUDataModule(_FrameDataModule):
             raise ValueError(f"{self.path}: {error}") from None
         split = self._fold_split() if self.protocol == "folds" else self._partition_split()
         self._train_subjects_rows, self._held_out = split
+        #: Every training subject (sorted), and those this run trains on, in nested order.
+        self.training_subjects = tuple(sorted(set(self.store.subjects[split[0]])))
+        self.train_subjects = train_subjects
+        self.chosen_subjects = self.training_subjects
+        if train_subjects is not None:
+            try:
+                self.chosen_subjects = nested_subjects(
+                    self.training_subjects, train_subjects, subject_order_seed
+                )
+            except ValueError as error:
+                raise ValueError(f"{self.path}, fold {self.fold}: {error}") from None
 
     def _fold_split(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         subjects = self.store.subjects
@@ -312,10 +333,20 @@ class AUDataModule(_FrameDataModule):
     def _select_rows(self) -> dict[str, np.ndarray]:
         usable = self._known_landmarks() & ~np.isnan(self.store.read_all("au")).all(axis=1)
         candidates = self._train_subjects_rows
+        candidates = candidates[usable[candidates]]
         train = self._require(
-            self._subsample(candidates[usable[candidates]]),
+            self._subsample(candidates),
             "training: none of the training frames has both landmarks and an AU label",
         )
+        if self.train_subjects is not None:
+            chosen = candidates[np.isin(self.store.subjects[candidates], self.chosen_subjects)]
+            chosen = self._require(
+                self._subsample(chosen),
+                f"training on subjects {', '.join(self.chosen_subjects)}: none of their frames "
+                "has both landmarks and an AU label",
+            )
+            # Tiled to the full epoch's length: same steps per epoch for every subject count.
+            train = np.sort(np.resize(chosen, len(train)))
         test = self._held_out["test"]
         return {
             "train": train,

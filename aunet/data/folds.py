@@ -105,6 +105,24 @@ def subject_parts(dataset: str, subjects: Iterable[str]) -> tuple[tuple[str, ...
     return tuple(tuple(present[k::NUM_FOLDS]) for k in range(NUM_FOLDS))
 
 
+def nested_subjects(subjects: Iterable[str], count: int, seed: int = 0) -> tuple[str, ...]:
+    """The first ``count`` of the subjects in an order fixed by ``seed``: a nested subset.
+
+    The data-efficiency study (``make curve``) trains on 1, 2, 4, ... of a fold's training
+    subjects. The order is one random permutation of the sorted names per seed, so for one
+    seed every smaller set is a subset of every larger one (the curve adds subjects, it does
+    not swap them), and the same seed gives the same order on every machine.
+
+    Raises:
+        ValueError: for a count below 1 or above the number of subjects.
+    """
+    names = sorted(set(subjects))
+    if not 1 <= count <= len(names):
+        raise ValueError(f"train_subjects must be 1..{len(names)} (the fold's), got {count}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    return tuple(names[k] for k in order[:count])
+
+
 def rows_of(subjects: np.ndarray, chosen: Iterable[str]) -> np.ndarray:
     """Indices (int64, ascending) of the rows whose subject is in ``chosen``."""
     return np.flatnonzero(np.isin(subjects, list(chosen))).astype(np.int64)
