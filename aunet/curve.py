@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from aunet import cv, tables
+from aunet import cv
 from aunet.bootstrap import format_interval
+from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
 
 CURVES_ROOT = Path("runs/curves")
 #: The study's settings per dataset: an ``aunet fit`` config applied after the experiment's.
@@ -196,7 +197,7 @@ def render_markdown(
         "interval from a bootstrap over the held-out subjects (docs/experiments.md). Every point "
         "trains the same number of steps; only the number of training subjects changes.",
         "",
-        tables.markdown_table(header, table_rows, right=1),
+        markdown_table(header, table_rows, right=1),
     ]
     if missing:
         lines += ["", "Not run yet:", *(f"- {path}" for path in missing)]
@@ -205,7 +206,7 @@ def render_markdown(
 
 def plot_curve(path: Path, rows: Sequence[Mapping[str, Any]], title: str) -> Path:
     """ICC (with its interval as error bars) and MSE against training subjects. Atomic."""
-    plt = cv.pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11.0, 4.5))
     experiments = list(dict.fromkeys(row["experiment"] for row in rows))
     colours = plt.get_cmap("tab10")
@@ -230,7 +231,7 @@ def plot_curve(path: Path, rows: Sequence[Mapping[str, Any]], title: str) -> Pat
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=9)
-    return cv.save_figure(figure, path, title)
+    return save_figure(figure, path, title)
 
 
 def _or_nan(value: float | None) -> float:
@@ -258,7 +259,7 @@ def build_curve(
         )
     folder = curve_folder(dataset, out_root)
     markdown = folder / "curve.md"
-    with cv.atomic_path(markdown) as temporary:
+    with atomic_path(markdown) as temporary:
         temporary.write_text(render_markdown(dataset, rows, missing))
     frames = sorted({row["frames"] for row in rows})
     title = (
@@ -267,7 +268,7 @@ def build_curve(
     )
     return CurveFiles(
         folder,
-        tables.write_csv(folder / "curve.csv", rows),
+        write_csv(folder / "curve.csv", rows),
         plot_curve(folder / "curve.png", rows, title),
         markdown,
         rows,

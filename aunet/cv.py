@@ -34,14 +34,12 @@ Files, all written atomically (a temporary name in the same folder, then a renam
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +55,15 @@ from aunet.bootstrap import (
     format_interval,
     seed_mean_intervals,
 )
+from aunet.files import (
+    atomic_path,
+    format_number,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json_atomically,
+    write_text_atomically,
+)
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import (
     CHECKPOINT_FOLDER,
@@ -65,7 +72,6 @@ from aunet.run_checkpoints import (
     best_checkpoint,
     last_checkpoint,
 )
-from aunet.training.callbacks import write_json_atomically
 from aunet.wandb_evaluation import logged_run_id, run_config, shared_config, start_evaluation_run
 
 if TYPE_CHECKING:
@@ -99,52 +105,6 @@ def cv_folder(
     """
     suffix = "" if train_subjects is None else f"-subjects{train_subjects}"
     return root / f"{experiment}-{dataset}{suffix}"
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds.
-
-    A reader (or a requeued job) never sees a half-written file: it sees the old one or the
-    new one. The file is synced before the rename, so a write error the system reports late
-    (a full disk, a quota) fails the writer instead of leaving a damaged file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(descriptor)
-    try:
-        yield Path(temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def pyplot() -> Any:
-    """The pyplot module on matplotlib's file-only Agg backend (no display on cluster nodes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def save_figure(
-    figure: Any, path: Path, title: str, rect: tuple[float, float, float, float] = (0, 0, 1, 1)
-) -> Path:
-    """Give ``figure`` its title, write it to ``path`` as PNG (atomically) and close it.
-
-    ``rect`` is the part of the figure the axes are laid out in (left, bottom, right, top, as
-    fractions), leaving room outside it for a figure legend, which the layout does not see.
-    """
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout(rect=rect)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    pyplot().close(figure)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,10 +523,6 @@ def score(predictions: Predictions) -> dict[str, Any]:
     return result
 
 
-def _format(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
     """The report as Markdown: the per-AU table, then each run for reference."""
     if len(plan.tasks) > 1:
@@ -615,59 +571,45 @@ def report_markdown(report: dict[str, Any], plan: CVPlan) -> str:
         ),
         "",
     ]
-    if spread:
-        lines += [
-            "| AU | ICC | sd | min-max | ICC interval | MSE | sd | min-max | MSE interval |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-    else:
-        lines += ["| AU | ICC | ICC interval | MSE | MSE interval |", "|---|---:|---:|---:|---:|"]
+    metric_columns = ["sd", "min-max"] if spread else []
+    header = ["AU", *(c for m in ("ICC", "MSE") for c in (m, *metric_columns, f"{m} interval"))]
 
-    def cells(metric: str, au: str | None, value: str) -> str:
+    def cells(metric: str, au: str | None, value: str) -> list[str]:
         """A metric's value for an AU (None: the mean), its spread over seeds, its interval."""
         interval = format_interval(bounds[f"{metric}_mean"] if au is None else bounds[metric][au])
         if not spread:
-            return f"{value} | {interval}"
+            return [value, interval]
         figures = spread[f"{metric}_mean"] if au is None else spread[metric][au]
         span = (
             "n/a"
             if figures["min"] is None
-            else f"{_format(figures['min'])}-{_format(figures['max'])}"
+            else f"{format_number(figures['min'])}-{format_number(figures['max'])}"
         )
-        return f"{value} | {_format(figures['sd'])} | {span} | {interval}"
+        return [value, format_number(figures["sd"]), span, interval]
 
-    lines += [
-        f"| {au} | {cells('icc', au, _format(report['icc'][au]))} "
-        f"| {cells('mse', au, _format(report['mse'][au]))} |"
+    rows = [
+        [au, *cells("icc", au, format_number(report["icc"][au])),
+         *cells("mse", au, format_number(report["mse"][au]))]
         for au in report["icc"]
-    ]
-    icc_mean, mse_mean = (f"**{_format(report[key])}**" for key in ("icc_mean", "mse_mean"))
-    lines += [
-        f"| **mean** | {cells('icc', None, icc_mean)} | {cells('mse', None, mse_mean)} |",
-        "",
-        "![ICC and MSE per AU](per_au.png)",
-        "",
-    ]
+    ]  # fmt: skip
+    icc_mean, mse_mean = (f"**{format_number(report[key])}**" for key in ("icc_mean", "mse_mean"))
+    rows.append(["**mean**", *cells("icc", None, icc_mean), *cells("mse", None, mse_mean)])
+    lines += [markdown_table(header, rows, right=1), "", "![ICC and MSE per AU](per_au.png)", ""]
     if seeds:
-        lines += [
-            "| seed | ICC mean | MSE mean | predictions |",
-            "|---:|---:|---:|---|",
-            *(
-                f"| {entry['seed']} | {_format(entry['icc_mean'])} | "
-                f"{_format(entry['mse_mean'])} | `{entry['predictions']}` |"
-                for entry in seeds["per_seed"]
-            ),
-            "",
-        ]
-    lines += [
-        "| run | frames | ICC mean of this run alone | folder |",
-        "|---|---:|---:|---|",
-    ]
-    lines += [
-        f"| {run['label']} | {run['frames']} | {_format(run['icc_mean'])} | `{run['run_dir']}` |"
+        per_seed = [
+            [str(entry["seed"]), format_number(entry["icc_mean"]),
+             format_number(entry["mse_mean"]), f"`{entry['predictions']}`"]
+            for entry in seeds["per_seed"]
+        ]  # fmt: skip
+        header = ["seed", "ICC mean", "MSE mean", "predictions"]
+        lines += [markdown_table(header, per_seed), ""]
+    runs = [
+        [run["label"], str(run["frames"]), format_number(run["icc_mean"]), f"`{run['run_dir']}`"]
         for run in report["runs"]
     ]
+    header = ["run", "frames", "ICC mean of this run alone", "folder"]
     lines += [
+        markdown_table(header, runs, right=1),
         "",
         "Per-run means are for reference only: the figures above are computed on all frames "
         "together.",
@@ -810,8 +752,7 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
             ],
         }
     write_json_atomically(plan.folder / "report.json", report)
-    with atomic_path(plan.folder / "report.md") as temporary:
-        temporary.write_text(report_markdown(report, plan))
+    write_text_atomically(plan.folder / "report.md", report_markdown(report, plan))
     title = (
         f"{plan.experiment} on {plan.dataset} ({report['frames']} frames, "
         f"{plan.checkpoint} checkpoint)"

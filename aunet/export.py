@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aunet.files import atomic_path
 from aunet.guards import DefaultsHelpFormatter
 from aunet.inference import AUPredictor, CheckpointError, load_predictor
 
@@ -165,19 +166,12 @@ def export(
     if opset < DEFAULT_OPSET:
         raise ExportError(f"ONNX opset must be at least {DEFAULT_OPSET}, got {opset}")
     predictor = load_predictor(checkpoint, "cpu", image_size)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f"{out.stem}.partial{os.getpid()}{out.suffix}")
-    try:
+    with atomic_path(out) as temporary:
         if fmt == "onnx":
             export_onnx(predictor, temporary, opset)
         else:
             export_torchscript(predictor, temporary)
-        difference = check_export(predictor, temporary, fmt)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return difference
+        return check_export(predictor, temporary, fmt)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,6 +42,7 @@ from aunet.data import synthetic
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.data.store import StoreError
+from aunet.files import copy_atomically, format_number
 from aunet.guards import command_line
 from aunet.inference import CheckpointError
 from aunet.models import NEEDS_FAN, USES_FAN
@@ -224,10 +225,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
          "--run.experiment", "fan", *extra])  # fmt: skip
     source = best_checkpoint(folder) or last_checkpoint(folder)
     target = CHECKPOINTS / f"fan_{name}.ckpt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".ckpt.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    copy_atomically(source, target)
     print(f"FAN checkpoint: {target} (from {source})")
     return target
 
@@ -486,22 +484,19 @@ def report(plan: cv.CVPlan) -> dict:
     mode, project = wandb_settings(plan.extra)
     cv.log_report_to_wandb(plan, result, mode=mode, project=project)
     print(f"\ncross-validation report: {plan.folder}/report.md ({result['frames']} frames)")
-    for au in result["icc"]:
-        print(f"  {au:<6} ICC {_number(result['icc'][au])}  MSE {_number(result['mse'][au])}")
-    print(f"  {'mean':<6} ICC {_number(result['icc_mean'])}  MSE {_number(result['mse_mean'])}")
+    rows = [*((au, result["icc"][au], result["mse"][au]) for au in result["icc"]),
+            ("mean", result["icc_mean"], result["mse_mean"])]  # fmt: skip
+    for name, icc_value, mse_value in rows:
+        print(f"  {name:<6} ICC {format_number(icc_value):>6}  MSE {format_number(mse_value):>6}")
     bounds = result["intervals"]
     print(f"  95% intervals over subjects: ICC {format_interval(bounds['icc_mean'])}, "
           f"MSE {format_interval(bounds['mse_mean'])}")  # fmt: skip
     seeds = result.get("seeds")
     if seeds:
         icc_spread, mse_spread = (seeds["spread"][key] for key in ("icc_mean", "mse_mean"))
-        print(f"  over {seeds['count']} seeds (means above): ICC sd {_number(icc_spread['sd'])}, "
-              f"MSE sd {_number(mse_spread['sd'])}")  # fmt: skip
+        icc_sd, mse_sd = format_number(icc_spread["sd"]), format_number(mse_spread["sd"])
+        print(f"  over {seeds['count']} seeds (means above): ICC sd {icc_sd}, MSE sd {mse_sd}")
     return result
-
-
-def _number(value: float | None) -> str:
-    return "  n/a" if value is None else f"{value:5.3f}"
 
 
 def flag_value(flags: Sequence[str], name: str) -> str | None:

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from aunet.data.crop import DEFAULT_MARGIN, invert_affine, transform_points
 from aunet.data.detect import DetectorUnavailableError, LandmarkDetector
 from aunet.data.video import VideoError
+from aunet.files import atomic_path
 from aunet.guards import DefaultsHelpFormatter, command_line
 from aunet.inference import (
     DEFAULT_FPS,
@@ -156,25 +157,16 @@ def atomic_output(target: Path) -> Iterator[Path]:
     """
     if target.is_dir():
         raise InputError(f"{target}: is a folder; expected a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f"{target.stem}.partial{os.getpid()}{target.suffix}")
     try:
-        yield temporary
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+        with atomic_path(target) as temporary:
+            yield temporary
     except OutputError:  # another output's failure, which names that output
-        temporary.unlink(missing_ok=True)
         raise
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise OutputError(
             f"{target}: cannot be written ({error.strerror or error}); nothing is left under "
             "that name"
         ) from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    os.replace(temporary, target)
 
 
 @contextlib.contextmanager

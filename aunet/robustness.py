@@ -45,7 +45,6 @@ colour of its own, titled with the experiment, the dataset and the frames scored
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +62,8 @@ from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
+from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
 from aunet.run_checkpoints import last_checkpoint
-from aunet.tables import markdown_table
 from aunet.wandb_evaluation import logged_run_id, run_config, start_evaluation_run
 
 if TYPE_CHECKING:
@@ -407,11 +406,7 @@ def curve_rows(curve: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[An
 def write_curve_csv(path: Path, curve: Sequence[dict[str, Any]]) -> Path:
     """``robustness.csv``: :func:`curve_rows`, unknown values as empty cells. Atomic."""
     header, rows = curve_rows(curve)
-    with cv.atomic_path(path) as temporary, temporary.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows([["" if value is None else value for value in row] for row in rows])
-    return path
+    return write_csv(path, [dict(zip(header, row, strict=True)) for row in rows])
 
 
 def held_out_text(held_out: str) -> str:
@@ -425,7 +420,7 @@ def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
     The AUs' legend sits right of the panels (one entry per AU, shared by both), the mean's,
     its interval's and the BMVC mark's in the ICC panel. Atomic.
     """
-    plt = cv.pyplot()
+    plt = pyplot()
 
     noise = [point["noise_px"] for point in curve]
     au_names = list(curve[0]["icc"])
@@ -453,7 +448,7 @@ def plot_curve(path: Path, curve: Sequence[dict[str, Any]], title: str) -> Path:
     axes[0].legend(handles[count:], labels[count:], fontsize=8)
     figure.legend(handles[:count], labels[:count], loc="center left", bbox_to_anchor=(0.91, 0.5),
                   fontsize=8, title="AU", title_fontsize=8, frameon=False)  # fmt: skip
-    return cv.save_figure(figure, path, title, rect=(0, 0, 0.91, 1))
+    return save_figure(figure, path, title, rect=(0, 0, 0.91, 1))
 
 
 #: The columns of ``robustness.md``.
@@ -530,7 +525,7 @@ def run_study(
         f"{held_out_text(curve[0]['held_out'])} ({checkpoint.name})"
     )
     plot_curve(folder / "robustness.png", curve, title)
-    with cv.atomic_path(folder / "robustness.md") as temporary:
+    with atomic_path(folder / "robustness.md") as temporary:
         temporary.write_text(curve_markdown(curve, checkpoint, title, mode, seed))
     settings = {"checkpoint": str(checkpoint), "noise": mode, "seed": seed, "every": every,
                 "levels": [float(level) for level in levels]}  # fmt: skip

@@ -33,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 
 from aunet.data import LandmarkDataModule
+from aunet.files import write_text_atomically
 from aunet.models import load_fan, save_fan
 from aunet.models.fan import FAN
 from aunet.training import FANModule
@@ -151,10 +152,7 @@ def ship(
         "store": str(store),
         "val_nme": round(validation_nme(shipped, store), 5),
     }
-    provenance = target.with_suffix(".json")
-    partial = provenance.with_name(f".{provenance.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(partial, provenance)
+    write_text_atomically(target.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return record
 
 

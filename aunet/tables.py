@@ -45,7 +45,6 @@ and, as Avg., the mean of those roots (:func:`root_mean_squared`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -64,6 +63,7 @@ from aunet.bootstrap import (
     paired_difference,
 )
 from aunet.data.folds import FOLD_DATASETS
+from aunet.files import atomic_path, format_number, markdown_table, pyplot, save_figure, write_csv
 from aunet.models import Complexity, fan_layout_name, fan_of, measure
 from aunet.paper_results import (
     AVERAGE,
@@ -96,6 +96,10 @@ COMPLEXITY_COLUMNS = ("params", "trainable_params", "gflops", "image_size", "fan
 #: The hyperparameters that shape a run's network: runs that agree on them count alike.
 ARCHITECTURE_HPARAMS = ("strategy", "au_names", "fan_config", "strategy_args")
 NO_FAN = "none (ResNet-18)"
+
+
+#: A table cell whose value is unknown.
+UNKNOWN = "–"
 
 
 class TableError(RuntimeError):
@@ -320,9 +324,9 @@ def _confidence_section(
 
     def average(r: MethodResults, metric: str) -> str:
         """The row's average, ``± sd`` over its seeds where it has several."""
-        value = _number(r.block(metric).get(AVERAGE), digits)
+        value = format_number(r.block(metric).get(AVERAGE), digits, UNKNOWN)
         sd = r.spread.get(metric)
-        return value if sd is None else f"{value} ± {_number(sd, digits + 1)}"
+        return value if sd is None else f"{value} ± {format_number(sd, digits + 1, UNKNOWN)}"
 
     for r in results:
         against = paired.against_best.get(r.experiment)
@@ -331,7 +335,7 @@ def _confidence_section(
         elif against is None:
             gap, gap_interval, differs = "n/a", "", ""
         else:
-            gap = _number(against["difference"], digits + 1)
+            gap = format_number(against["difference"], digits + 1, UNKNOWN)
             gap_interval = format_interval(against["interval"], digits + 1)
             differs = "yes" if against["excludes_zero"] else "no"
         rows.append([
@@ -408,18 +412,6 @@ def best_experiments(
     return {name for name, value in printed.items() if value == best}
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: int = 0) -> str:
-    """A Markdown table; the columns from index ``right`` on are right-aligned (numbers)."""
-    rule = ["---" if i < right else "---:" for i in range(len(header))]
-    lines = [header, rule, *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
-def _number(value: float | None, digits: int) -> str:
-    """``value`` at ``digits`` decimals (never "-0.00"), or a dash when unknown."""
-    return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
-
-
 def _blocks_table(
     results: Sequence[MethodResults],
     au_names: Sequence[str],
@@ -440,7 +432,7 @@ def _blocks_table(
         for i, result in enumerate([*results, *unranked]):
             cells = []
             for column in columns:
-                text = _number(result.block(block).get(column), digits)
+                text = format_number(result.block(block).get(column), digits, UNKNOWN)
                 ranked = i < len(results) and result.experiment in best[column]
                 cells.append(f"**{text}**" if ranked else text)
             rows.append([labels[block] if i == 0 else "", result.method, *cells])
@@ -459,7 +451,7 @@ class RowModel:
     """
 
     cost: Complexity | None
-    fan: str = "–"
+    fan: str = UNKNOWN
     unknown: str = ""
 
 
@@ -526,7 +518,7 @@ class ModelCounter:
 
 
 def _millions(value: float | None) -> str:
-    return "–" if value is None else f"{value / 1e6:.2f}M"
+    return UNKNOWN if value is None else f"{value / 1e6:.2f}M"
 
 
 def _complexity_table(
@@ -546,18 +538,18 @@ def _complexity_table(
         size = cost.image_size if cost else None
         row = [
             result.method,
-            "–" if size is None else f"{size} px",
+            UNKNOWN if size is None else f"{size} px",
             _millions(cost.params if cost else None),
             _millions(cost.trainable_params if cost else None),
-            _number(cost.gflops if cost else None, 2),
-            _number(result.icc[AVERAGE], digits),
+            format_number(cost.gflops if cost else None, 2, UNKNOWN),
+            format_number(result.icc[AVERAGE], digits, UNKNOWN),
         ]
         if paper:
             printed = PAPER_TABLE_5.get(result.experiment)
             row += [
-                _millions(printed.params) if printed else "–",
-                _number(printed.flops / 1e9 if printed else None, 2),
-                _number(paper_icc.get(result.experiment), 2),
+                _millions(printed.params) if printed else UNKNOWN,
+                format_number(printed.flops / 1e9 if printed else None, 2, UNKNOWN),
+                format_number(paper_icc.get(result.experiment), 2, UNKNOWN),
             ]
         rows.append(row)
     return markdown_table(header, rows, right=1)
@@ -582,7 +574,7 @@ def _complexity_notes(
     layouts: dict[str, list[str]] = {}
     for result in results:
         fan = models[result.experiment].fan
-        if fan not in (NO_FAN, "–"):
+        if fan not in (NO_FAN, UNKNOWN):
             layouts.setdefault(fan, []).append(f"`{result.experiment}`")
     notes = []
     if len(layouts) == 1:
@@ -673,7 +665,7 @@ def render_markdown(
                 [
                     f"`{r.experiment}`",
                     models[r.experiment].fan,
-                    f"`{r.settings}`" if r.settings else "–",
+                    f"`{r.settings}`" if r.settings else UNKNOWN,
                     str(r.frames),
                 ]
                 for r in results
@@ -820,22 +812,6 @@ def _complexity_cells(model: RowModel) -> dict[str, Any]:
     }
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write dict rows as CSV (atomically); None and NaN are empty cells."""
-    with cv.atomic_path(path) as temporary, temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-    return path
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
-
-
 def plot_grouped_bars(
     path: Path, results: Sequence[MethodResults], au_names: Sequence[str], title: str
 ) -> Path:
@@ -844,7 +820,7 @@ def plot_grouped_bars(
     The methods' legend sits above the ICC chart, outside both charts, so that it covers no bar
     however tall (inside, it hid the tallest ones).
     """
-    plt = cv.pyplot()
+    plt = pyplot()
 
     columns = [*au_names, AVERAGE]
     positions = np.arange(len(columns))
@@ -876,7 +852,7 @@ def plot_grouped_bars(
         fontsize=9, ncol=legend_columns, loc="lower center", bbox_to_anchor=(0.5, 1.02),
         frameon=False,
     )  # fmt: skip
-    return cv.save_figure(figure, path, title)
+    return save_figure(figure, path, title)
 
 
 @dataclass(frozen=True)
@@ -927,7 +903,7 @@ def build_table(
     folder = table_folder(dataset, out_root)
     markdown = folder / "table.md"
     paired = paired_with_best(results)
-    with cv.atomic_path(markdown) as temporary:
+    with atomic_path(markdown) as temporary:
         temporary.write_text(
             render_markdown(
                 dataset, results, au_names, models, paper, missing, digits, comparisons, paired

@@ -1,7 +1,6 @@
 """Cross-validation: out-of-fold predictions, the aggregated report, the plan, and make cv."""
 
 import csv
-import errno
 import json
 import math
 import os
@@ -31,7 +30,6 @@ from aunet.launch import (
 from aunet.launch import main as launch_main
 from aunet.metrics import icc, mse
 from aunet.run_checkpoints import best_checkpoint
-from aunet.training.callbacks import write_json_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")
@@ -216,45 +214,6 @@ def test_a_missing_run_stops_the_report_naming_it(plan):
     (Path(plan.tasks[1].run_dir) / "metrics.json").unlink()
     with pytest.raises(cv.CVError, match=r"fold2 \(.*run2\)"):
         cv.make_report(plan)
-
-
-def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "report.json"
-    target.write_text("old")
-
-    def killed_while_writing() -> None:
-        with cv.atomic_path(target) as temporary:
-            temporary.write_text("half")
-            raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        killed_while_writing()
-    assert target.read_text() == "old"
-    assert list(tmp_path.iterdir()) == [target]
-
-
-def write_report(target: Path) -> None:
-    with cv.atomic_path(target) as temporary:
-        temporary.write_text("new")
-
-
-def write_metrics(target: Path) -> None:
-    write_json_atomically(target, {"val/icc_mean": 0.5})
-
-
-@pytest.mark.parametrize("writer", [write_report, write_metrics])
-def test_a_write_error_reported_at_sync_keeps_the_old_file(tmp_path, monkeypatch, writer):
-    target = tmp_path / "report.json"
-    target.write_text("old")
-
-    def full_disk(descriptor: int) -> None:  # as a network file system or a quota reports it
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        writer(target)
-    assert target.read_text() == "old"
-    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_read_predictions_rejects_a_wrong_header(tmp_path):

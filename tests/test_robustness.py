@@ -16,6 +16,7 @@ from aunet import cv, launch, robustness
 from aunet.data.crop import transform_points
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
+from aunet.files import pyplot
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +128,7 @@ def test_the_curve_names_each_aus_line_and_the_experiment_in_its_title(tmp_path,
         drawn.update(figure=figure, title=title)
         return path
 
-    monkeypatch.setattr(cv, "save_figure", keep)
+    monkeypatch.setattr(robustness, "save_figure", keep)
     aus = ["AU01", "AU02", "AU04"]
     point = {"icc": dict.fromkeys(aus, 0.5), "mse": dict.fromkeys(aus, 1.0), "icc_mean": 0.5,
              "mse_mean": 1.0, "intervals": {"icc_mean": [0.4, 0.6], "mse_mean": None}}  # fmt: skip
@@ -140,7 +141,7 @@ def test_the_curve_names_each_aus_line_and_the_experiment_in_its_title(tmp_path,
     assert len(colours) == len(aus)  # no two AUs drawn alike
     assert figure.axes[0].get_legend().get_texts()[0].get_text() == "mean over AUs"
     assert drawn["title"] == "adapt on disfa"
-    cv.pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def test_latest_checkpoint_is_the_run_that_finished_last_not_the_last_name(tmp_path):

@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from aunet import cv, tables
+from aunet import tables
 from aunet.paper_results import AVERAGE
 
 AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU09", "AU12")
@@ -28,13 +28,13 @@ def results(count: int) -> list[tables.MethodResults]:
 def drawn_figure(tmp_path: Path, monkeypatch, count: int):
     """The figure :func:`tables.plot_grouped_bars` wrote, laid out as saved."""
     saved = []
-    save = cv.save_figure
+    save = tables.save_figure
 
     def keep(figure, path, title):
         saved.append(figure)
         return save(figure, path, title)
 
-    monkeypatch.setattr(cv, "save_figure", keep)
+    monkeypatch.setattr(tables, "save_figure", keep)
     path = tables.plot_grouped_bars(tmp_path / "table.png", results(count), AUS, "a title")
     assert path.stat().st_size > 0
     (figure,) = saved

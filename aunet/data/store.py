@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 
 from aunet.aus import NUM_LANDMARKS
+from aunet.files import commit
 
 SCHEMA_VERSION = 1
 Encoding = Literal["jpeg", "raw"]
@@ -337,7 +338,7 @@ class FrameStoreWriter:
         try:
             with self._full_disk_as_store_error():
                 self._file.close()
-                os.replace(self.partial, self.path)
+                commit(self.partial, self.path)
         except BaseException:
             self.partial.unlink(missing_ok=True)
             raise

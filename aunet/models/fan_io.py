@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import torch
 
+from aunet.files import atomic_path
 from aunet.models.fan import FAN, LIGHT_FAN_CONFIG, OFFICIAL_2DFAN4_CONFIG, FANConfig
 
 #: The ``format`` tag of :func:`save_fan` files.
@@ -85,12 +86,8 @@ def save_fan(fan: FAN, path: str | os.PathLike, storage: WeightStorage = "as_is"
     if storage in ("float16", "int8"):
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload["state_dict"] = state
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_fan(path: str | os.PathLike) -> FAN:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,27 +21,10 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from aunet.files import atomic_path, write_json_atomically
 from aunet.run_checkpoints import best_checkpoint, best_checkpoint_epoch, last_checkpoint
 from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import prediction_and_target
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file, synced, and a rename.
-
-    A failure (a full disk) removes the temporary file and leaves any old ``path`` as it was.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
-        try:
-            json.dump(data, file, indent=2, sort_keys=True)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        except BaseException:
-            Path(file.name).unlink(missing_ok=True)
-            raise
-    os.replace(file.name, path)
 
 
 class CheckpointError(ValueError):
@@ -73,17 +54,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             OSError: ``ENOSPC`` with a message naming the file when the disk is full.
         """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.partial")
         try:
-            with temporary.open("wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException as error:
-            temporary.unlink(missing_ok=True)
-            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            # One fixed temporary name: a write killed by SLURM leaves one file, replaced next time.
+            with atomic_path(target, partial=target.with_name(f".{target.name}.partial")) as part:
+                torch.save(checkpoint, part)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
                 kept = "the previous one is intact" if target.exists() else "nothing was written"
                 raise OSError(
                     errno.ENOSPC,
