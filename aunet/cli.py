@@ -59,7 +59,6 @@ from aunet.run_checkpoints import (
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
     CONFIG_IN_CHECKPOINT,
-    AtomicCheckpointIO,
     CheckpointOnSigterm,
     ConfigInCheckpoint,
     HeatmapOverlays,
@@ -69,6 +68,7 @@ from aunet.training.callbacks import (
     WandbCheckpoints,
     WandbSummary,
 )
+from aunet.training.checkpoint_io import AtomicCheckpointIO
 from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
 from aunet.training.notices import KEEP_NONE_VALUES, AUNetWandbLogger, silence_third_party_notices

@@ -58,6 +58,7 @@ from aunet.bootstrap import (
 from aunet.files import (
     atomic_path,
     format_number,
+    json_number,
     markdown_table,
     pyplot,
     save_figure,
@@ -445,7 +446,8 @@ def predict_run(
         Every held-out frame (the fold's subjects, or the test partition) once, in store order.
     """
     # Imported here: every launcher command imports this module; only predicting needs it.
-    from aunet.inference import CheckpointError, load_module
+    from aunet.inference import load_module
+    from aunet.training.checkpoint_io import CheckpointError
 
     run_dir = Path(run_dir)
     data = run_data(run_dir)
@@ -493,11 +495,6 @@ def run_predictions(run_dir: str | os.PathLike, checkpoint: Checkpoint = "last")
 # The report
 
 
-def _json_number(value: float) -> float | None:
-    """``value``, or None (JSON null) for NaN/inf."""
-    return value if math.isfinite(value) else None
-
-
 def _mean_of_defined(values: torch.Tensor) -> float | None:
     """The mean over the AUs whose value is defined (as the training logs do), or None."""
     return float(values.nanmean()) if values.isfinite().any() else None
@@ -516,7 +513,7 @@ def score(predictions: Predictions) -> dict[str, Any]:
     for name, metric in (("icc", icc), ("mse", mse)):
         values = metric(pred, true)
         result[name] = {
-            au: _json_number(float(v)) for au, v in zip(predictions.au_names, values, strict=True)
+            au: json_number(float(v)) for au, v in zip(predictions.au_names, values, strict=True)
         }
         result[f"{name}_mean"] = _mean_of_defined(values)
     result["frames"] = len(predictions)

@@ -31,7 +31,8 @@ import torch
 
 from aunet.files import atomic_path
 from aunet.guards import DefaultsHelpFormatter
-from aunet.inference import AUPredictor, CheckpointError, load_predictor
+from aunet.inference import AUPredictor, load_predictor
+from aunet.training.checkpoint_io import CheckpointError
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17

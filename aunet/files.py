@@ -132,6 +132,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: 
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
+def json_number(value: float) -> float | None:
+    """``value``, or None (JSON's null) for NaN and infinities, which JSON cannot hold."""
+    return value if math.isfinite(value) else None
+
+
 def format_number(value: float | None, digits: int = 3, unknown: str = "n/a") -> str:
     """``value`` at ``digits`` decimals (never ``-0.000``), or ``unknown`` when None."""
     return unknown if value is None else f"{round(value, digits) + 0.0:.{digits}f}"

@@ -22,7 +22,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from aunet.locks import LockHeldError, advisory_lock, release_lock
-from aunet.training.callbacks import CheckpointError
+from aunet.training.checkpoint_io import CheckpointError
 
 
 def check_accelerator(accelerator: object) -> None:

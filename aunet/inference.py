@@ -59,6 +59,7 @@ from aunet.training.au_module import (
     legacy_stem_hparams,
     predates_stem_pool_option,
 )
+from aunet.training.checkpoint_io import CheckpointError, load_weights_only
 from aunet.training.precision import BF16_MIXED, FLOAT32
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -79,10 +80,6 @@ STAGES = ("decode", "detect", "crop", "forward", "write")
 
 class InputError(ValueError):
     """A bad input file, folder or option; the message names it."""
-
-
-class CheckpointError(ValueError):
-    """A file that is not a weights-only aunet AU checkpoint; the message names the file."""
 
 
 # Inputs: videos, images, folders of images, decoded one frame at a time.
@@ -465,19 +462,7 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
         CheckpointError: naming the file, when it is missing, not readable by
             ``torch.load(weights_only=True)``, or not a checkpoint of ``aunet fit``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes): a copy or download that did not end?")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as error:  # torch raises several types for corrupt or unsafe files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise CheckpointError(
-            f"{path}: not a checkpoint that loads with torch.load(weights_only=True) (aunet never "
-            f"unpickles arbitrary objects): {first_line}"
-        ) from None
+    checkpoint = load_weights_only(path, mmap=mmap)
     expected = (
         "expected a checkpoint of `aunet fit` (runs/<experiment>/<dataset>/fold<k>/<stamp>/"
         "checkpoints/*.ckpt)"

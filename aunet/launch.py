@@ -44,9 +44,9 @@ from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.data.store import StoreError
 from aunet.files import copy_atomically, format_number
 from aunet.guards import command_line
-from aunet.inference import CheckpointError
 from aunet.models import NEEDS_FAN, USES_FAN
 from aunet.run_checkpoints import best_checkpoint, last_checkpoint
+from aunet.training.checkpoint_io import CheckpointError
 from data_prep import synthetic as data_prep_synthetic
 
 EXPERIMENTS = Path("experiments")

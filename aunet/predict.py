@@ -53,7 +53,6 @@ from aunet.inference import (
     DEFAULT_FPS,
     AllFaceFinder,
     AUPredictor,
-    CheckpointError,
     Face,
     FaceFinder,
     Frame,
@@ -73,6 +72,7 @@ from aunet.prediction_csv import (
     OpenFaceLayout,
     csv_targets,
 )
+from aunet.training.checkpoint_io import CheckpointError
 from aunet.training.precision import AUTO, BF16_MIXED, FLOAT32, choose_precision
 from aunet.visualise import au_panel, frame_overlay, plot_intensities
 

@@ -62,7 +62,7 @@ from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
 from aunet.predict import main as predict_main
 from aunet.training import AUHeatmapModule
-from aunet.training.callbacks import AtomicCheckpointIO, CheckpointError
+from aunet.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
 from data_prep.__main__ import run as data_prep
 from data_prep.common import ConversionError, lock_path, part_path, parts_folder
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import math
 import os
-import pickle
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,95 +11,15 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import BaseFinetuning, Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from aunet.files import atomic_path, write_json_atomically
+from aunet.files import json_number, write_json_atomically
 from aunet.run_checkpoints import best_checkpoint, best_checkpoint_epoch, last_checkpoint
 from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import prediction_and_target
-
-
-class CheckpointError(ValueError):
-    """A checkpoint aunet will not load; the message names the file and what to do."""
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoint files written atomically and read weights-only.
-
-    Saving writes ``.<name>.partial`` in the same folder, syncs it to disk and renames it over
-    the target: a job killed while writing (SLURM preemption, SIGKILL) or a full disk leaves the
-    previous ``last.ckpt`` intact instead of a truncated one that would make the run
-    unresumable. A killed write leaves at most that one hidden file, which the next save of the
-    same checkpoint replaces.
-
-    Loading (Lightning's resume, ``--ckpt_path``) always uses ``torch.load(weights_only=True)``,
-    whatever the caller asks: a file holding other pickled Python objects could run code when
-    unpickled, so it is refused without being unpickled (see ``docs/security.md``).
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
-    ) -> None:
-        """Write ``checkpoint`` to ``path`` atomically.
-
-        Raises:
-            OSError: ``ENOSPC`` with a message naming the file when the disk is full.
-        """
-        target = Path(path)
-        try:
-            # One fixed temporary name: a write killed by SLURM leaves one file, replaced next time.
-            with atomic_path(target, partial=target.with_name(f".{target.name}.partial")) as part:
-                torch.save(checkpoint, part)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                kept = "the previous one is intact" if target.exists() else "nothing was written"
-                raise OSError(
-                    errno.ENOSPC,
-                    f"no space left on device while writing checkpoint {target}; {kept}. Free "
-                    "some space, then resume the run (make train ... RESUME=1)",
-                ) from error
-            raise
-
-    def load_checkpoint(
-        self,
-        path: str | os.PathLike,
-        map_location: Any = lambda storage, loc: storage,
-        weights_only: bool | None = None,
-    ) -> dict[str, Any]:
-        """Read a checkpoint with ``weights_only=True`` (the argument is ignored).
-
-        Raises:
-            CheckpointError: naming the file, for one that needs more than weights-only
-                unpickling (refused, not unpickled) or that is truncated or corrupt.
-        """
-        try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as error:
-            unsafe = re.search(r"GLOBAL (\S+)", str(error))
-            if unsafe is None:
-                raise _unreadable(path, "not a file of torch.save") from None
-            raise CheckpointError(
-                f"{path}: refused: it holds a pickled {unsafe[1]}, not only tensors and plain "
-                "data, and unpickling it could run code; aunet loads checkpoints with "
-                "torch.load(weights_only=True) only. Use a checkpoint that aunet wrote, or, if "
-                "you trust its source, re-save its tensors as plain data (docs/security.md)"
-            ) from None
-        except EOFError:
-            raise _unreadable(path, "empty") from None
-        except RuntimeError as error:
-            raise _unreadable(path, str(error).split(". ")[0]) from None
-
-
-def _unreadable(path: str | os.PathLike, reason: str) -> CheckpointError:
-    return CheckpointError(
-        f"{path}: not a readable checkpoint, truncated or corrupt ({reason}); resume from "
-        "another checkpoint of the run (checkpoints/best-*.ckpt, hpc_ckpt_<n>.ckpt) or start "
-        "a new run"
-    )
 
 
 class CheckpointOnSigterm(Callback):
@@ -246,17 +162,13 @@ class MetricsJson(Callback):
         if not self._trained and self.path.exists():
             return
         values: dict[str, Any] = {
-            key: _json_number(float(value))
+            key: json_number(float(value))
             for key, value in trainer.callback_metrics.items()
             if key.startswith("val/")
         }
         values["global_step"] = trainer.global_step
         values["epoch"] = trainer.current_epoch
         write_json_atomically(self.path, values)
-
-
-def _json_number(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _wandb_runs(trainer: pl.Trainer) -> list[Any]:
