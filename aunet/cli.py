@@ -18,7 +18,6 @@ run's folder, gets a folder and a W&B run of its own inside that run's folder,
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import netrc
 import os
@@ -49,12 +48,16 @@ from aunet.guards import (
     writable_run_folder,
 )
 from aunet.models.registry import USES_FAN
-from aunet.run_checkpoints import (
+from aunet.runs import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_FOLDER,
     CONFIG_FILE,
     LAST_CHECKPOINT,
+    METRICS_FILE,
+    fold_folder,
     run_of_checkpoint,
+    run_root,
+    timestamp,
 )
 from aunet.training.au_module import AUHeatmapModule
 from aunet.training.callbacks import (
@@ -349,27 +352,29 @@ class AUNetCLI(LightningCLI):
         """
         settings: RunSettings = self.config_init[self.subcommand]["run"]
         given = Path(settings.dir) if settings.dir else None
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         if self.subcommand != "fit" and (given is None or holds_run(given)):
             host = given or (self.evaluated_run.dir if self.evaluated_run else None)
             if host is not None:
-                return host / self.subcommand / stamp
+                return host / self.subcommand / timestamp()
         if given is not None:
             return given
-        return Path("runs") / settings.experiment / self.dataset_name() / self.fold_name() / stamp
+        subjects = getattr(self.datamodule, "train_subjects", None)
+        return (
+            run_root(settings.experiment, self.dataset_name(), self.fold(), subjects) / timestamp()
+        )
 
     def dataset_name(self) -> str:
         """The data's name (``disfa``, ``synthetic``, ...)."""
         return getattr(self.datamodule, "dataset_name", "data")
 
+    def fold(self) -> int | None:
+        """The held-out fold for fold protocols, None for official partitions."""
+        folds = getattr(self.datamodule, "protocol", "folds") == "folds"
+        return getattr(self.datamodule, "fold", None) if folds else None
+
     def fold_name(self) -> str:
         """``fold<k>`` for fold protocols, ``official`` for official partitions."""
-        fold = getattr(self.datamodule, "fold", None)
-        return (
-            f"fold{fold}"
-            if getattr(self.datamodule, "protocol", "folds") == "folds"
-            else ("official")
-        )
+        return fold_folder(self.fold())
 
     def loggers(self, folder: Path, settings: RunSettings) -> list[Logger]:
         """A CSV logger (results without W&B) and, unless disabled, a W&B logger.
@@ -427,7 +432,7 @@ class AUNetCLI(LightningCLI):
             # new best is saved at the same step, so last.ckpt stayed at the best epoch. At the
             # train epoch end: after the epoch's validation, and in epochs without one too.
             last_checkpoint_callback(checkpoints, save_on_train_epoch_end=True),
-            MetricsJson(folder / "metrics.json"),
+            MetricsJson(folder / METRICS_FILE),
             LearningRateMonitor(logging_interval="epoch"),
             WandbSummary(best, self.evaluated_run.epoch if self.evaluated_run else None),
             SlurmRequeue(),  # instead of Lightning's handler, which can hang (its issue #21406)

@@ -66,11 +66,12 @@ from aunet.files import (
     write_text_atomically,
 )
 from aunet.metrics import icc, mse
-from aunet.run_checkpoints import (
+from aunet.runs import (
     CHECKPOINT_FOLDER,
     CONFIG_FILE,
     LAST_CHECKPOINT,
     best_checkpoint,
+    has_finished,
     last_checkpoint,
 )
 from aunet.wandb_evaluation import logged_run_id, run_config, shared_config, start_evaluation_run
@@ -139,7 +140,7 @@ class CVTask:
 
     def finished(self) -> bool:
         """Whether the run's fit ended (``metrics.json`` is written at the end of a fit)."""
-        return (Path(self.run_dir) / "metrics.json").exists()
+        return has_finished(self.run_dir)
 
     def predicted(self, checkpoint: Checkpoint) -> bool:
         """Whether the run has finished and its predictions file exists."""

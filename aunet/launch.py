@@ -22,7 +22,6 @@ Usage: ``python -m aunet.launch train --exp reparam --data synthetic [--fold 1] 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shlex
@@ -30,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -45,12 +44,19 @@ from aunet.data.store import StoreError
 from aunet.files import copy_atomically, format_number
 from aunet.guards import command_line
 from aunet.models import NEEDS_FAN, USES_FAN
-from aunet.run_checkpoints import best_checkpoint, last_checkpoint
+from aunet.runs import (
+    METRICS_FILE,
+    RUNS_ROOT,
+    best_checkpoint,
+    last_checkpoint,
+    new_run_folder,
+    resume_checkpoint,
+    run_root,
+)
 from aunet.training.checkpoint_io import CheckpointError
 from data_prep import synthetic as data_prep_synthetic
 
 EXPERIMENTS = Path("experiments")
-RUNS = Path("runs")
 CHECKPOINTS = Path("checkpoints")
 SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = shipped_fan.LANDMARK_STORE
@@ -149,54 +155,12 @@ def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float, 
     return frames, seconds, settings.workers
 
 
-def new_run_folder(root: Path, taken: Collection[Path] = ()) -> Path:
-    """``root/<timestamp>``, unique even for two launches in the same second.
-
-    ``taken``: folders already given out but not made yet (a plan names its runs' folders
-    before any fit creates one, and the seeds of a fold share its ``root``).
-    """
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = root / stamp
-    suffix = 1
-    while folder.exists() or folder in taken:
-        folder = root / f"{stamp}-{suffix}"
-        suffix += 1
-    return folder
-
-
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint a run continues from, or None.
-
-    The newer of ``checkpoints/last.ckpt`` (rewritten at every epoch end and save point) and
-    the ``hpc_ckpt_<n>.ckpt`` that aunet saves when SLURM signals a job before its time limit
-    (mid-epoch, so the newer one until the next epoch end). For a finished run it is the
-    final state, from which Lightning trains nothing more.
-    """
-    candidates = [last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")]
-    existing = [path for path in candidates if path.exists()]
-    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
-
-
 def resumable_run(root: Path) -> Path:
     """The newest run folder under ``root`` that has a checkpoint to continue from."""
     candidates = sorted(p for p in root.glob("*") if resume_checkpoint(p) is not None)
     if not candidates:
         raise LaunchError(f"nothing to resume: no {root}/<timestamp>/checkpoints/last.ckpt")
     return candidates[-1]
-
-
-def run_root(
-    experiment: str, dataset: str, fold: int | None, train_subjects: cv.TrainSubjects = None
-) -> Path:
-    """``runs/<experiment>/<dataset>/fold<k>``, or ``.../official`` for official partitions.
-
-    A point of the data-efficiency study (:data:`aunet.cv.TrainSubjects`) trains under
-    ``runs/<experiment>/<dataset>/subjects<n>/``, apart from the experiment's own runs.
-    """
-    root = RUNS / experiment / dataset
-    if train_subjects is not None:
-        root = root / f"subjects{train_subjects}"
-    return root / (f"fold{fold}" if fold is not None else "official")
 
 
 def pretrain_fan(store: Path, extra: list[str]) -> Path:
@@ -215,7 +179,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
             f"{store}: no such landmark store; build one with `make prep DATA=300w-lp`"
         )
     name = store.stem.removesuffix("_landmarks")
-    folder = new_run_folder(RUNS / "fan" / name / "official")
+    folder = new_run_folder(RUNS_ROOT / "fan" / name / "official")
     configs = [EXPERIMENTS / "fan.yaml", EXPERIMENTS / "data" / f"{store.stem}.yaml"]
     command = [executable("aunet-fan"), "fit"]
     for config in configs:
@@ -359,7 +323,7 @@ def train(
 
 def print_summary(run_dir: Path, seconds: float) -> None:
     """Print the run's folder, time, W&B upload command and ``metrics.json`` (ICC, MSE per AU)."""
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / METRICS_FILE
     print(f"\nrun folder: {run_dir}\nwall time: {seconds / 60:.1f} min")
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))
     if offline:

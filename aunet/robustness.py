@@ -63,7 +63,7 @@ from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
 from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
-from aunet.run_checkpoints import last_checkpoint
+from aunet.runs import last_checkpoint, latest_finished_run
 from aunet.wandb_evaluation import logged_run_id, run_config, start_evaluation_run
 
 if TYPE_CHECKING:
@@ -241,23 +241,9 @@ class PerturbedFrames(Dataset):
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """``last.ckpt`` (the final model) of the run under ``root`` that finished last.
-
-    Finished: with ``metrics.json``, which a fit writes as it ends, so its modification time
-    is when the run finished. That, not the folder's name, orders the runs: a folder is named
-    when its fit starts, and a run resumed later, or named by hand (``--run.dir``), finishes
-    out of that order. Equal times fall back to the name.
-    """
-    finished = [
-        run
-        for run in root.glob("*")
-        if (run / "metrics.json").exists() and last_checkpoint(run).exists()
-    ]
-    if not finished:
-        return None
-    return last_checkpoint(
-        max(finished, key=lambda run: ((run / "metrics.json").stat().st_mtime, run.name))
-    )
+    """``last.ckpt`` of the run under ``root`` that finished last (:mod:`aunet.runs`), or None."""
+    run = latest_finished_run(root)
+    return None if run is None else last_checkpoint(run)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from aunet.run_checkpoints import CONFIG_FILE
+from aunet.runs import CONFIG_FILE
 
 if TYPE_CHECKING:
     from aunet.cli import WandbMode

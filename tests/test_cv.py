@@ -29,7 +29,7 @@ from aunet.launch import (
 )
 from aunet.launch import main as launch_main
 from aunet.metrics import icc, mse
-from aunet.run_checkpoints import best_checkpoint
+from aunet.runs import best_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 AUS = ("AU01", "AU02", "AU04")

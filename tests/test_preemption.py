@@ -5,7 +5,7 @@ random step and a random moment within it (during the step, a checkpoint write, 
 an epoch end), by SIGTERM (as SLURM preempts, cancels or stops a job: to the whole process
 group, DataLoader worker included) or by SIGKILL, half each in random order; after each kill the
 next start resumes from the newest checkpoint, as ``make train RESUME=1`` and a requeued SLURM
-job do (:func:`aunet.launch.resume_checkpoint`). Checked after every kill: the exit status,
+job do (:func:`aunet.runs.resume_checkpoint`). Checked after every kill: the exit status,
 that every checkpoint in the run folder loads weights-only (atomic writes: never half a
 checkpoint), and that SIGTERM lost no step (SIGKILL at most the step being saved). At the end:
 the same final ``global_step`` and epoch as an uninterrupted run, and one W&B run id across all
@@ -31,7 +31,7 @@ from test_resume import inputs as tiny_inputs  # noqa: F401 (fixture: tiny DISFA
 
 from aunet.cli import AUCLI
 from aunet.cli import main as aunet_main
-from aunet.launch import resume_checkpoint
+from aunet.runs import resume_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ from pytorch_lightning.demos.boring_classes import BoringModel
 from aunet.cli import AUCLI, FANCLI, fan_main, wandb_run_id
 from aunet.cli import main as aunet_main
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import resumable_run, resume_checkpoint
+from aunet.launch import resumable_run
 from aunet.models import FAN, FANConfig, save_fan
-from aunet.run_checkpoints import best_checkpoint
+from aunet.runs import best_checkpoint, resume_checkpoint
 from aunet.training.requeue import SlurmRequeue, next_hpc_checkpoint
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

@@ -19,7 +19,7 @@ from test_wandb_runs import command, write_inputs
 from wandb_records import read_records
 
 from aunet.cli import main as aunet_main
-from aunet.run_checkpoints import best_checkpoint, last_checkpoint
+from aunet.runs import best_checkpoint, last_checkpoint
 
 
 def records(run_folder: Path) -> dict[str, list[Any]]:

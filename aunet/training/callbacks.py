@@ -17,7 +17,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from aunet.files import json_number, write_json_atomically
-from aunet.run_checkpoints import best_checkpoint, best_checkpoint_epoch, last_checkpoint
+from aunet.runs import best_checkpoint, best_checkpoint_epoch, last_checkpoint
 from aunet.training.common import add_scheduled_param_group
 from aunet.visualise import prediction_and_target
 
