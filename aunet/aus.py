@@ -23,6 +23,8 @@ from functools import cache
 import torch
 
 NUM_LANDMARKS = 68
+#: AU intensities live on FACS' 0-5 scale (A = 1 to E = 5; 0 = not present).
+MAX_INTENSITY = 5.0
 #: The three Gaussian slots of an AU, in the order of the second axis of :func:`au_centres`.
 SLOTS = ("left", "right", "centre")
 

@@ -24,7 +24,7 @@ Files, all written atomically (a temporary name in the same folder, then a renam
   (:class:`CVPlan`), so that re-running ``make cv`` or a requeued SLURM task finds them again;
 - ``<run folder>/predictions-<last|best>.csv``: one fold's predictions;
 - ``runs/cv/<experiment>-<dataset>/predictions.csv``, ``report.json``, ``report.md`` and
-  ``per_au.png``: the aggregated predictions and their report (DESIGN.md, Contracts);
+  ``per_au.png``: the aggregated predictions and their report (docs/cluster.md, "Outputs");
 - with ``make cv SEEDS=n`` (n > 1), ``predictions-seed<s>.csv`` beside them: the aggregated
   predictions of seed s's runs (``predictions.csv`` is seed 0's). Each seed is one complete
   cross-validation, scored as above; the report gives the mean of the seeds' figures and their
@@ -316,8 +316,8 @@ def _cell(value: float) -> str:
 def write_predictions(path: Path, predictions: Predictions) -> Path:
     """Write ``predictions`` as CSV, atomically; unknown values are empty cells.
 
-    The columns are DESIGN.md's: ``subject``, ``frame``, ``fold``, then ``AU01_true``,
-    ``AU01_pred``, ... per AU.
+    The columns are those of docs/cluster.md, "Outputs": ``subject``, ``frame``, ``fold``,
+    then ``AU01_true``, ``AU01_pred``, ... per AU.
     """
     interleaved = np.stack((predictions.true, predictions.pred), axis=-1).reshape(
         len(predictions), -1

@@ -32,15 +32,13 @@ import math
 
 import torch
 
-from aunet.aus import au_centres
+from aunet.aus import MAX_INTENSITY, au_centres
 
 #: Default Gaussian spread at intensity 1 and 5, in heatmap pixels: Eq. 1's ``sigma = a/sqrt 2``.
 SIGMA_AT_1 = 1.0 / math.sqrt(2.0)
 SIGMA_AT_5 = 5.0 / math.sqrt(2.0)
 #: Landmark heatmaps for FAN pre-training: unit Gaussians of this spread at 64 x 64.
 LANDMARK_SIGMA = 2.0
-#: AU intensities live on FACS' 0-5 scale.
-MAX_INTENSITY = 5.0
 _MIN_SIGMA = 1e-3  # keeps a Gaussian finite where the linear rule reaches zero
 
 

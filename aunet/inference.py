@@ -51,7 +51,7 @@ from aunet.data.detect import (
     box_overlap,
 )
 from aunet.data.framing import Reframe
-from aunet.data.store import decode_rgb
+from aunet.data.store import read_image
 from aunet.data.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
 from aunet.training.au_module import (
@@ -121,7 +121,7 @@ class Source:
                 yield Frame(index + 1, index / fps, self.path, image)
         else:
             for index, path in enumerate(self.images):
-                yield Frame(index + 1, 0.0, path, read_image(path))
+                yield Frame(index + 1, 0.0, path, read_image(path, InputError))
 
 
 def video_fps(path: Path) -> float:
@@ -132,18 +132,6 @@ def video_fps(path: Path) -> float:
     finally:
         capture.release()
     return fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (grey and 16-bit images converted).
-
-    Raises:
-        InputError: if it cannot be decoded.
-    """
-    image = decode_rgb(np.fromfile(path, dtype=np.uint8))  # imread fails on non-ASCII paths
-    if image is None:
-        raise InputError(f"{path}: OpenCV cannot decode this image (damaged or unsupported)")
-    return image
 
 
 def _natural_key(path: Path) -> list[int | str]:

@@ -58,7 +58,6 @@ from data_prep import synthetic as data_prep_synthetic
 
 EXPERIMENTS = Path("experiments")
 CHECKPOINTS = Path("checkpoints")
-SYNTHETIC_STORE = Path("data/synthetic.h5")
 SYNTHETIC_LANDMARK_STORE = shipped_fan.LANDMARK_STORE
 #: What ``make fan`` writes; the synthetic default prefers it to the shipped FAN.
 SYNTHETIC_FAN = CHECKPOINTS / "fan_synthetic.ckpt"
@@ -75,9 +74,9 @@ class LaunchError(RuntimeError):
     """A launch that cannot start; the message says what to do."""
 
 
-def experiment_names() -> list[str]:
-    """Every experiment with a config in ``experiments/`` (``fan`` included)."""
-    return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml") if p.stem != "base")
+def experiment_names(folder: Path = EXPERIMENTS) -> list[str]:
+    """Every experiment with a config in ``folder`` (``experiments/``; ``fan`` included)."""
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
 
 
 def dataset_names() -> list[str]:

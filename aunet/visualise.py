@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from aunet.heatmaps import MAX_INTENSITY
+from aunet.aus import MAX_INTENSITY
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

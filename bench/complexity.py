@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from torch import nn
 
+from aunet.launch import experiment_names
 from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
 from aunet.paper_results import PAPER_TABLE_5
 from aunet.tables import METHOD_NAMES
@@ -51,11 +52,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def experiment_names(folder: Path = EXPERIMENTS) -> list[str]:
-    """Every experiment with a config file, in alphabetical order."""
-    return sorted(path.stem for path in folder.glob("*.yaml") if path.stem != "base")
 
 
 def model_section(name: str, folder: Path = EXPERIMENTS) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from aunet.aus import DATASET_AUS
-from aunet.data.store import decode_rgb
+from aunet.data.store import decode_rgb, read_image
 from data_prep.common import (
     ConversionError,
     SourceFrame,
@@ -40,7 +40,6 @@ from data_prep.common import (
     add_common_arguments,
     collect,
     convert_from_args,
-    read_image,
     read_label_file,
     select_subjects,
 )
@@ -108,7 +107,9 @@ class Bp4dJob(SubjectJob):
         archive = open_archive(self.archive) if self.archive else None
         try:
             read: Callable[[str], np.ndarray] = (
-                partial(_read_member, archive) if archive else lambda name: read_image(Path(name))
+                partial(_read_member, archive)
+                if archive
+                else lambda name: read_image(Path(name), ConversionError)
             )
             group = partition(self.subject)
             for sequence in self.sequences:

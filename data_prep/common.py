@@ -331,19 +331,6 @@ def decode_image(data: bytes, name: str | os.PathLike) -> np.ndarray:
     return image
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as RGB uint8.
-
-    Raises:
-        ConversionError: naming the file, if it is missing or not a readable image.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConversionError(f"{path}: cannot read image ({error.strerror})") from None
-    return decode_image(data, path)
-
-
 def landmark_box(points: np.ndarray) -> FaceBox:
     """The bounding box of the finite landmarks, as a detector face box."""
     finite = points[np.isfinite(points).all(axis=1)]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aunet.data.store import read_image
 from data_prep.common import (
     ConversionError,
     SourceFrame,
@@ -30,7 +31,6 @@ from data_prep.common import (
     SubjectReport,
     add_common_arguments,
     convert_from_args,
-    read_image,
     read_mat_points,
     select_subjects,
     usable_landmarks,
@@ -57,7 +57,7 @@ class SubsetJob(SubjectJob):
                 report.no_landmarks += 1
                 continue
             yield SourceFrame(
-                partial(read_image, image),
+                partial(read_image, image, ConversionError),
                 number,
                 np.zeros(0, np.float32),
                 points,

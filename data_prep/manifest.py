@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from aunet.aus import DATASET_AUS, NUM_LANDMARKS, au_name, check_au_names
-from aunet.data.store import PARTITIONS
+from aunet.data.store import PARTITIONS, read_image
 from aunet.data.video import frame_count, read_frames
 from data_prep.common import (
     INPUT_ERRORS,
@@ -48,7 +48,6 @@ from data_prep.common import (
     collect,
     convert_from_args,
     parse_intensity,
-    read_image,
     select_subjects,
 )
 
@@ -93,7 +92,7 @@ class ManifestJob(SubjectJob):
                     stop += 1
                 yield from self._video_rows(start, stop)
             else:
-                yield self._row(start, partial(read_image, self.paths[start]))
+                yield self._row(start, partial(read_image, self.paths[start], ConversionError))
             start = stop
 
     def _video_rows(self, start: int, stop: int) -> Iterator[SourceFrame]:

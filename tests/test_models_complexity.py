@@ -75,7 +75,7 @@ def test_fan_layouts_are_named_whatever_their_number_of_maps() -> None:
 
 
 def test_every_strategy_has_an_experiment_and_every_experiment_builds() -> None:
-    names = complexity.experiment_names()
+    names = complexity.experiment_names(complexity.EXPERIMENTS)
     assert set(STRATEGIES) | {"fan"} <= set(names)  # and ablations of them
     for name in names:
         model = complexity.build_model(name, TINY)
@@ -102,7 +102,7 @@ def test_benchmark_writes_every_experiment_and_counts_the_au_net_by_hand(tmp_pat
     out = tmp_path / "complexity.json"
     complexity.main(["--out", str(out)])
     results = json.loads(out.read_text())
-    assert set(results) == set(complexity.experiment_names())
+    assert set(results) == set(complexity.experiment_names(complexity.EXPERIMENTS))
     # Light AU-Net, 12 AUs, 256 x 256: weights x output pixels per conv, 2 FLOPs a multiply-add.
     block = 101_376  # ConvBlock(128, 128) weights
     macs = (

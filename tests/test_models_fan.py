@@ -310,7 +310,8 @@ def test_official_2dfan4_shapes_and_contract(tmp_path) -> None:
         p.numel() for p in reference.parameters()
     )
     with torch.no_grad():
-        assert fan(torch.rand(1, 3, 256, 256)).shape == (1, 68, 64, 64)  # DESIGN.md section 4
+        # 68 maps at a quarter of the input side
+        assert fan(torch.rand(1, 3, 256, 256)).shape == (1, 68, 64, 64)
     assert_same_output(fan, reference, size=64)
 
 

@@ -32,7 +32,7 @@ import cv2
 import h5py
 import numpy as np
 
-from aunet.aus import NUM_LANDMARKS
+from aunet.aus import MAX_INTENSITY, NUM_LANDMARKS
 from aunet.files import commit
 
 SCHEMA_VERSION = 1
@@ -44,7 +44,6 @@ DEFAULT_JPEG_QUALITY = 95
 REQUIRED_FIELDS = ("images", "landmarks", "au", "subject", "frame")
 OPTIONAL_FIELDS = ("sequence", "partition")
 PARTITIONS = ("train", "devel", "test")
-MAX_INTENSITY = 5.0
 
 _STRING = h5py.string_dtype(encoding="utf-8")
 _BYTES = h5py.vlen_dtype(np.uint8)
@@ -83,6 +82,24 @@ def decode_rgb(data: np.ndarray | bytes) -> np.ndarray | None:
     if image is None or _IMREAD_RGB is not None:
         return image
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike, error: type[Exception] = ValueError) -> np.ndarray:
+    """An image file as RGB uint8 (grey and 16-bit images converted).
+
+    Read as bytes and decoded, because OpenCV's ``imread`` fails on non-ASCII paths.
+
+    Raises:
+        error: (the caller's error class) naming the file, when it cannot be read or decoded.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as failure:
+        raise error(f"{path}: cannot read image ({failure.strerror or failure})") from None
+    image = decode_rgb(data)
+    if image is None:
+        raise error(f"{path}: not a readable image")
+    return image
 
 
 def decode_jpeg(data: np.ndarray) -> np.ndarray:

@@ -26,11 +26,10 @@ from functools import cache
 
 import numpy as np
 
-from aunet.aus import DATASET_AUS, FLIP_PERMUTATION, NUM_LANDMARKS
+from aunet.aus import DATASET_AUS, FLIP_PERMUTATION, MAX_INTENSITY, NUM_LANDMARKS
 
 #: The AUs the synthetic faces carry, in label order (DISFA's twelve).
 SYNTHETIC_AUS: tuple[str, ...] = DATASET_AUS["synthetic"]
-MAX_INTENSITY = 5.0
 _AU_INDEX = {name: k for k, name in enumerate(SYNTHETIC_AUS)}
 
 Colour = tuple[float, float, float]

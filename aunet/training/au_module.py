@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
-from aunet.aus import check_au_names
+from aunet.aus import MAX_INTENSITY, check_au_names
 from aunet.heatmaps import SIGMA_AT_1, SIGMA_AT_5, au_targets, decode_au_heatmaps
 from aunet.metrics import ICC, MSE
 from aunet.models import (
@@ -257,7 +257,9 @@ class AUHeatmapModule(pl.LightningModule):
         """
         output = output.float()
         if not self.regresses_heatmaps:
-            return output.clamp(0.0, 5.0), output.new_full((*output.shape, 2), float("nan"))
+            return output.clamp(0.0, MAX_INTENSITY), output.new_full(
+                (*output.shape, 2), float("nan")
+            )
         intensities, locations = decode_au_heatmaps(output)
         return intensities, locations * (image_size / output.shape[-1])
 
@@ -270,7 +272,7 @@ class AUHeatmapModule(pl.LightningModule):
         else:
             known = ~truth.isnan()
             loss = (output - truth.nan_to_num(0.0)).square()[known].mean()
-            predicted = output.detach().clamp(0.0, 5.0)
+            predicted = output.detach().clamp(0.0, MAX_INTENSITY)
         self.stage_metrics(stage).update(predicted, truth)
         self.log(
             f"{stage}/loss",

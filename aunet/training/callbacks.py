@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from aunet.aus import MAX_INTENSITY
 from aunet.files import json_number, write_json_atomically
 from aunet.runs import best_checkpoint, best_checkpoint_epoch, last_checkpoint
 from aunet.training.common import add_scheduled_param_group
@@ -334,7 +335,7 @@ class HeatmapOverlays(Callback):
         targets, _ = module.draw_targets(
             batch["landmarks"].float(), truth, images.shape[-1], predicted_maps.shape[-1]
         )
-        predicted = predicted_maps.amax(dim=(-2, -1)).clamp(0, 5)
+        predicted = predicted_maps.amax(dim=(-2, -1)).clamp(0.0, MAX_INTENSITY)
         rows = []
         for i in range(len(images)):
             face = images[i].permute(1, 2, 0).cpu().numpy()
