@@ -4,7 +4,7 @@
 :class:`Stages` prints one line as each starts (``[2/4] FAN: ...``), saying what the stage does,
 what it reuses or skips, and how long it should take on this machine. Expected times are
 measured on this machine, never copied from another: the stores' from drawing a few frames
-first (:func:`aunet.data.synthetic.expected_write_seconds`), a fit's from its own first steps
+first (:func:`aunet.synthetic.draw.expected_write_seconds`), a fit's from its own first steps
 (:class:`aunet.training.expected_time.ExpectedTime`, which prints them once measured).
 
 Steps that run long without a word of their own (predicting a fold's held-out frames, a

@@ -6,8 +6,8 @@ data-efficiency study under ``.../<dataset>/subjects<n>/fold<k>/``), chosen by :
 and :func:`new_run_folder` for the launcher and ``aunet fit`` alike. It holds ``config.yaml``,
 ``metrics.json`` (written as the fit ends: a run with it has finished) and
 ``checkpoints/last.ckpt`` (the newest state: at every epoch end, after validation, and at the
-other save points of ``aunet.cli``) and ``checkpoints/best-epochNNN.ckpt`` (the epoch best by the
-monitored validation metric).
+other save points of ``aunet.cli.fit``) and ``checkpoints/best-epochNNN.ckpt`` (the epoch best by
+the monitored validation metric).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def run_root(
 ) -> Path:
     """``runs/<experiment>/<dataset>/fold<k>``, or ``.../official`` for official partitions.
 
-    A point of the data-efficiency study (:data:`aunet.cv.TrainSubjects`) trains under
+    A point of the data-efficiency study (:data:`aunet.evaluation.cv.TrainSubjects`) trains under
     ``runs/<experiment>/<dataset>/subjects<n>/``, apart from the experiment's own runs.
     """
     root = RUNS_ROOT / experiment / dataset

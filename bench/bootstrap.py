@@ -1,8 +1,8 @@
 """Subject-bootstrap intervals on a DISFA-sized cross-validation report.
 
-A report's intervals (:func:`aunet.bootstrap.intervals`: 2,000 resamples of 27 subjects) and a
-table's paired comparison (:func:`aunet.bootstrap.paired_difference`) on DISFA's size: 27
-subjects, 4,845 frames each (130,815 frames), 12 AUs, made-up predictions. Beside them, the
+A report's intervals (:func:`aunet.evaluation.bootstrap.intervals`: 2,000 resamples of 27 subjects)
+and a table's paired comparison (:func:`aunet.evaluation.bootstrap.paired_difference`) on DISFA's
+size: 27 subjects, 4,845 frames each (130,815 frames), 12 AUs, made-up predictions. Beside them, the
 cost of the direct way, scoring each resample's frames with :func:`aunet.metrics.icc` (one
 call measured, times the resamples), which the per-subject sufficient statistics avoid.
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from aunet.aus import DATASET_AUS
-from aunet.bootstrap import BootstrapSettings, intervals, paired_difference
-from aunet.cv import Predictions
+from aunet.evaluation.bootstrap import BootstrapSettings, intervals, paired_difference
+from aunet.evaluation.cv import Predictions
 from aunet.metrics import icc
 from bench.common import best_time, record
 

@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from torch import nn
 
-from aunet.launch import experiment_names
+from aunet.evaluation.paper_results import PAPER_TABLE_5
+from aunet.evaluation.tables import METHOD_NAMES
+from aunet.launch.launcher import experiment_names
 from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
-from aunet.paper_results import PAPER_TABLE_5
-from aunet.tables import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"

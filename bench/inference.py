@@ -1,11 +1,11 @@
 """Time ``aunet-predict`` end to end on a 640 x 480 video.
 
 A test-made video (``skimage.data.astronaut()`` moving and growing over a grey background,
-640 x 480, 1,500 frames at 25 fps: one minute) goes through :func:`aunet.predict.predict` at
-batch 64 with two models of random weights (speed does not depend on the weights): the synthetic
+640 x 480, 1,500 frames at 25 fps: one minute) goes through :func:`aunet.inference.predict.predict`
+at batch 64 with two models of random weights (speed does not depend on the weights): the synthetic
 demo's (``reparam`` over the light FAN, folded, 64 x 64 input) and the paper's size (the same at
 256 x 256). Reported: frames/s (wall clock), seconds per stage (decode, detect, crop, forward,
-write), CPU time, and "network alone": :class:`aunet.inference.AUPredictor` on batches of
+write), CPU time, and "network alone": :class:`aunet.inference.predictor.AUPredictor` on batches of
 ``--batch-size`` ready crops (uint8 to float, the folded network, reading intensities off the
 maps; best of 3), at 256 px against Table 5's 0.016 s/image for reparametrisation. Both run in
 the precision ``aunet-predict`` chooses on this CPU
@@ -14,7 +14,7 @@ limit P/F (:class:`bench.common.Limit`): F the folded network's counted GFLOPs p
 this process's best matrix product in that precision (:func:`bench.common.cpu_peaks`).
 
 ``--redetect-every 1 10`` times the video once per detector interval (dlib's detector on every
-frame, then on one in 10 with the face followed between: :class:`aunet.data.detect.FaceTracker`)
+frame, then on one in 10 with the face followed between: :class:`aunet.faces.detect.FaceTracker`)
 and gives each later interval's largest and mean difference of the predicted intensities from
 the first's, on the frames where both found the face.
 
@@ -37,10 +37,10 @@ import torch
 from skimage.data import astronaut
 
 from aunet.aus import DATASET_AUS
-from aunet.inference import AUPredictor, load_predictor
+from aunet.inference.predict import predict
+from aunet.inference.predictor import AUPredictor, load_predictor
 from aunet.models import LIGHT_FAN_CONFIG
 from aunet.models.complexity import inference_flops
-from aunet.predict import predict
 from aunet.training import AUHeatmapModule
 from aunet.training.precision import AUTO, choose_precision
 from bench.common import Limit, best_time, cpu_peaks, record

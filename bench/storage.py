@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from skimage.data import astronaut
 
-from aunet.data.crop import DEFAULT_MARGIN, DEFAULT_SIZE, CropBox, crop_face
 from aunet.data.store import FrameStore, FrameStoreWriter, decode_jpeg, encode_jpeg
+from aunet.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, CropBox, crop_face
 from bench.common import machine, record
 
 DISFA_FRAMES = 130_000

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aunet.data.synthetic import generate, write_store
+from aunet.synthetic.draw import generate, write_store
 from bench.common import best_time, record
 
 

@@ -79,10 +79,10 @@ def check_output(out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: input errors, Ctrl-C and SIGTERM end it with one line.
 
-    Statuses 2, 130 and 143 (:func:`aunet.guards.command_line`); an interruption says how to
+    Statuses 2, 130 and 143 (:func:`aunet.cli.guards.command_line`); an interruption says how to
     resume.
     """
-    from aunet.guards import command_line
+    from aunet.cli.guards import command_line
     from data_prep.common import INPUT_ERRORS
 
     convert = command_line(

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from aunet.aus import DATASET_AUS
-from aunet.data.store import decode_rgb, read_image
+from aunet.faces.images import decode_rgb, read_image
 from data_prep.common import (
     ConversionError,
     SourceFrame,

@@ -6,7 +6,7 @@ things, labels and file lists, before any decoding starts) and hands them to
 
 - converts each subject in its own process (``--workers``) into a part file
   ``<out>.parts/<subject>.h5``: every frame's face is cropped from its landmarks (the dataset's,
-  or the detector's where the dataset has none) with :func:`aunet.data.crop.crop_face`;
+  or the detector's where the dataset has none) with :func:`aunet.faces.crop.crop_face`;
 - shows one progress bar over all frames;
 - on a re-run, keeps the parts that finished with the same options (an interrupted or partly
   failed conversion resumes where it stopped);
@@ -43,14 +43,6 @@ import numpy as np
 from tqdm import tqdm
 
 from aunet.aus import NUM_LANDMARKS
-from aunet.data.crop import DEFAULT_MARGIN, DEFAULT_SIZE, crop_face
-from aunet.data.detect import (
-    DEFAULT_DETECT_SIDE,
-    DetectorUnavailableError,
-    FaceBox,
-    LandmarkDetector,
-    require_detector,
-)
 from aunet.data.store import (
     DEFAULT_ENCODING,
     DEFAULT_JPEG_QUALITY,
@@ -60,10 +52,18 @@ from aunet.data.store import (
     FrameStore,
     FrameStoreWriter,
     StoreError,
-    decode_rgb,
     merge_stores,
 )
-from aunet.data.video import VideoError
+from aunet.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, crop_face
+from aunet.faces.detect import (
+    DEFAULT_DETECT_SIDE,
+    DetectorUnavailableError,
+    FaceBox,
+    LandmarkDetector,
+    require_detector,
+)
+from aunet.faces.images import decode_rgb
+from aunet.faces.video import VideoError
 from aunet.locks import LockHeldError, advisory_lock, release_lock
 
 #: Landmarks whose bounding box is smaller than this (pixels) are treated as missing: trackers

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from aunet.aus import DATASET_AUS, INNER_LIP_66_TO_68, NUM_LANDMARKS
-from aunet.data.video import frame_count, read_frames
+from aunet.faces.video import frame_count, read_frames
 from data_prep.common import (
     ConversionError,
     SourceFrame,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aunet.data.store import read_image
+from aunet.faces.images import read_image
 from data_prep.common import (
     ConversionError,
     SourceFrame,

@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from aunet.aus import DATASET_AUS, NUM_LANDMARKS, au_name, check_au_names
-from aunet.data.store import PARTITIONS, read_image
-from aunet.data.video import frame_count, read_frames
+from aunet.data.store import PARTITIONS
+from aunet.faces.images import read_image
+from aunet.faces.video import frame_count, read_frames
 from data_prep.common import (
     INPUT_ERRORS,
     ConversionError,

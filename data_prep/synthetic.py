@@ -13,7 +13,7 @@ import os
 from tqdm import tqdm
 
 from aunet.data.store import DEFAULT_ENCODING, ENCODINGS
-from aunet.data.synthetic import subject_names, write_store
+from aunet.synthetic.draw import subject_names, write_store
 from data_prep.common import MIN_IMAGE_SIDE, whole_number
 
 

@@ -17,7 +17,7 @@ import yaml
 from factories import write_store
 
 from aunet.aus import DATASET_AUS
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import main as aunet_main
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.training import AUHeatmapModule

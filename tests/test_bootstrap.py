@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_metrics import pingouin_icc31
 
-from aunet.bootstrap import (
+from aunet.evaluation.bootstrap import (
     BootstrapSettings,
     SubjectStatistics,
     intervals,
@@ -16,7 +16,7 @@ from aunet.bootstrap import (
     seed_mean_intervals,
     subject_draws,
 )
-from aunet.cv import Predictions
+from aunet.evaluation.cv import Predictions
 from aunet.metrics import icc, mse
 
 

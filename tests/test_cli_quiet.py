@@ -25,9 +25,9 @@ import yaml
 from factories import write_store
 from pytorch_lightning.cli import LightningArgumentParser
 
-from aunet import launch
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import main as aunet_main
 from aunet.data.folds import DISFA_SUBJECTS
+from aunet.launch import launcher as launch
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.training.notices import (
     LEAFSPEC_MODULE,
@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 #: Three of the four notices every fit printed (aunet.training.notices); the fourth, the
-#: deprecation of ``skip_none`` in aunet/cli.py, is told by its place: Lightning's own cli.py
+#: deprecation of ``skip_none`` in aunet/cli/fit.py, is told by its place: Lightning's own cli.py
 #: passes ``skip_none`` too, which shows with warnings on and is Lightning's to change.
 NOTICES = (
     "The anonymous setting has no effect",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from checkpoint_factories import save_checkpoint, untrained_module
 
-from aunet.cli import fit_error_reason
-from aunet.guards import DEBUG_VARIABLE, Terminated, command_line
+from aunet.cli.fit import fit_error_reason
+from aunet.cli.guards import DEBUG_VARIABLE, Terminated, command_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_sigterm_unwinds_so_cleanups_run(tmp_path, capsys):
 
 def test_a_fit_input_error_through_the_aunet_command(tmp_path):
     """The installed console script: one line, status 2, no traceback."""
-    command = [sys.executable, "-c", "from aunet.cli import aunet_command; aunet_command()",
+    command = [sys.executable, "-c", "from aunet.cli.fit import aunet_command; aunet_command()",
                "fit", "--config", str(REPO / "experiments" / "base.yaml"),
                "--data.path", str(tmp_path / "missing.h5"), "--run.wandb", "disabled",
                "--run.dir", str(tmp_path / "run")]  # fmt: skip
@@ -113,7 +113,7 @@ def test_sigterm_during_predict_removes_its_partial_outputs(tmp_path, overlay):
     checkpoint = save_checkpoint(untrained_module("scratch"), tmp_path / "m.ckpt")
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-c", "from aunet.predict import predict_command; "
+    command = [sys.executable, "-c", "from aunet.inference.predict import predict_command; "
                "predict_command()", str(video), "--ckpt", str(checkpoint),
                "--out", str(out / "long.csv"), "--overlay", str(out / overlay),
                "--no-progress"]  # fmt: skip
@@ -147,7 +147,7 @@ def test_a_model_error_is_told_without_jsonargparses_wrapping():
     assert fit_error_reason(ValueError("plain")) == "plain"
 
 
-@pytest.mark.parametrize("module", ["aunet.predict", "aunet.export"])
+@pytest.mark.parametrize("module", ["aunet.inference.predict", "aunet.inference.export"])
 def test_help_gives_a_default_only_where_one_means_something(module, capsys):
     with pytest.raises(SystemExit):
         __import__(module, fromlist=["main"]).main(["--help"])
@@ -155,4 +155,6 @@ def test_help_gives_a_default_only_where_one_means_something(module, capsys):
     assert "(default: None)" not in text and "(default: False)" not in text
     ckpt = next(line for line in text.splitlines() if line.strip().startswith("--ckpt"))
     assert "default" not in ckpt  # required: no default to show
-    assert "(default: 16)" in text if module == "aunet.predict" else "(default: 17)" in text
+    assert (
+        "(default: 16)" in text if module == "aunet.inference.predict" else "(default: 17)" in text
+    )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aunet.data.crop import (
+from aunet.faces.crop import (
     DEFAULT_MARGIN,
     CropBox,
     crop_affine,

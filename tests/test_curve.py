@@ -14,10 +14,11 @@ from checkpoint_factories import make_command, run_make, tiny_disfa_project
 from factories import write_store
 from wandb_records import records_of, run_records, wait_for_exit
 
-from aunet import curve, cv, launch
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS, disfa_fold, nested_subjects
-from aunet.launch import LaunchError, plan_cross_validation, task_fit_command
+from aunet.evaluation import curve, cv
+from aunet.launch import launcher as launch
+from aunet.launch.launcher import LaunchError, plan_cross_validation, task_fit_command
 
 REPO = Path(__file__).resolve().parents[1]
 SUBJECTS = [f"P{k:02d}" for k in range(18)]

@@ -13,13 +13,14 @@ import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
-from aunet import cv, launch
 from aunet.aus import DATASET_AUS
-from aunet.bootstrap import BootstrapSettings, intervals, seed_mean_intervals
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import (
+from aunet.evaluation import cv
+from aunet.evaluation.bootstrap import BootstrapSettings, intervals, seed_mean_intervals
+from aunet.launch import launcher as launch
+from aunet.launch.launcher import (
     LaunchError,
     cross_validate_locally,
     fit_command,
@@ -27,7 +28,7 @@ from aunet.launch import (
     plan_cross_validation,
     task_fit_command,
 )
-from aunet.launch import main as launch_main
+from aunet.launch.launcher import main as launch_main
 from aunet.metrics import icc, mse
 from aunet.runs import best_checkpoint
 

@@ -15,8 +15,8 @@ from raw_datasets import (
 )
 
 from aunet.aus import DATASET_AUS
-from aunet.data.crop import crop_face
 from aunet.data.store import FrameStore
+from aunet.faces.crop import crop_face
 from data_prep.__main__ import run
 from data_prep.common import ConversionError
 from data_prep.disfa import landmarks_66_to_68

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from raw_datasets import FACE_68, flat_frame, grey_level, make_300w_lp
 
-from aunet.data.crop import crop_face
 from aunet.data.store import FrameStore
+from aunet.faces.crop import crop_face
 from data_prep.__main__ import run
 from data_prep.common import ConversionError
 

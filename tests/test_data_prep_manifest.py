@@ -12,8 +12,8 @@ from raw_datasets import (
 )
 
 from aunet.aus import DATASET_AUS
-from aunet.data.crop import crop_face
 from aunet.data.store import FrameStore
+from aunet.faces.crop import crop_face
 from data_prep.__main__ import run
 from data_prep.common import ConversionError
 

@@ -16,7 +16,7 @@ import torch
 from factories import write_store
 from pytorch_lightning.callbacks import Callback
 
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import main as aunet_main
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from raw_datasets import ASTRONAUT_68, face_frame
 
-from aunet.data import detect
-from aunet.data.detect import (
+from aunet.faces import detect
+from aunet.faces.detect import (
     Detection,
     DetectorUnavailableError,
     FaceBox,

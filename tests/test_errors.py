@@ -44,23 +44,24 @@ from raw_datasets import (
 )
 from scipy.io import savemat
 
-from aunet import launch
+from aunet import runs
 from aunet.aus import AU_LOCATIONS
-from aunet.cli import fit_error_reason
-from aunet.cli import main as aunet_main
-from aunet.data.datamodule import AUDataModule
-from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
-from aunet.data.store import FrameStore, StoreError
-from aunet.guards import (
+from aunet.cli.fit import fit_error_reason
+from aunet.cli.fit import main as aunet_main
+from aunet.cli.guards import (
     ResumeConfigError,
     RunFolderError,
     lock_run_folder,
     run_folders_released,
 )
+from aunet.data.datamodule import AUDataModule
+from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
+from aunet.data.store import FrameStore, StoreError
+from aunet.inference.predict import main as predict_main
+from aunet.launch import launcher as launch
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18
-from aunet.predict import main as predict_main
 from aunet.training import AUHeatmapModule
 from aunet.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
 from data_prep.__main__ import run as data_prep
@@ -556,7 +557,7 @@ def launch_error(capsys, monkeypatch, tmp_path: Path, *argv: str) -> str:
     """``python -m aunet.launch ...`` from the repository, with runs/ in ``tmp_path``: its one
     line (status 2), without its prefix."""
     monkeypatch.chdir(REPO)
-    monkeypatch.setattr(launch, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(runs, "RUNS_ROOT", tmp_path / "runs")
     with pytest.raises(SystemExit) as error:
         launch.main(list(argv))
     assert error.value.code == 2
@@ -684,7 +685,7 @@ def test_run_folder_that_cannot_be_written(store, fan_file, tmp_path):
 def test_run_folder_another_fit_is_writing(store, fan_file, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    hold = "from aunet.guards import lock_run_folder\nlock_run_folder(Path(sys.argv[1]))\n" \
+    hold = "from aunet.cli.guards import lock_run_folder\nlock_run_folder(Path(sys.argv[1]))\n" \
            "print('held', flush=True); time.sleep(120)"  # fmt: skip
     with lock_holder(hold, run_dir) as holder:
         with pytest.raises(RunFolderError) as error:

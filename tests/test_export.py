@@ -10,8 +10,8 @@ import torch
 from checkpoint_factories import IMAGE_SIZE, save_checkpoint, untrained_module
 
 from aunet.aus import DATASET_AUS
-from aunet.export import METADATA_FILE, main
-from aunet.inference import load_predictor
+from aunet.inference.export import METADATA_FILE, main
+from aunet.inference.predictor import load_predictor
 from aunet.models import FAN
 
 HEATMAP_SIDE = IMAGE_SIZE // 4

@@ -9,11 +9,11 @@ import yaml
 from checkpoint_factories import TINY_FAN, fit_checkpoint
 from factories import write_store
 
-from aunet.cv import run_data
-from aunet.data.crop import crop_face
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.framing import Reframe, face_alignment_box, framing_for
+from aunet.evaluation.cv import run_data
+from aunet.faces.crop import crop_face
 from aunet.models import FAN, save_fan
 
 #: A tiny network in the official layout (avg pooling, nearest upsampling), saved bare.

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aunet import launch, shipped_fan
+from aunet import shipped_fan
+from aunet.launch import launcher as launch
 from aunet.models import LIGHT_FAN_CONFIG, FANConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import torch
 from checkpoint_factories import save_checkpoint, untrained_module
 
 from aunet.aus import DATASET_AUS
-from aunet.inference import load_module
+from aunet.inference.predictor import load_module
 from aunet.models import LIGHT_FAN_CONFIG, FANConfig
 from aunet.training import AUHeatmapModule
 

@@ -17,10 +17,10 @@ from checkpoint_factories import (
 from factories import write_store
 from hardware import cpu, gpu
 
-from aunet.cli import AUCLI
+from aunet.cli.fit import AUCLI
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.inference import load_predictor
+from aunet.inference.predictor import load_predictor
 from aunet.training import AUHeatmapModule
 from aunet.training.precision import AUNetTrainer, choose_precision
 

@@ -13,9 +13,10 @@ from hardware import cpu
 from skimage.data import astronaut
 
 from aunet.aus import DATASET_AUS
-from aunet.data.crop import DEFAULT_MARGIN, crop_face
-from aunet.data.detect import Detection, FaceBox, LandmarkDetector
-from aunet.inference import (
+from aunet.faces.crop import DEFAULT_MARGIN, crop_face
+from aunet.faces.detect import Detection, FaceBox, LandmarkDetector
+from aunet.inference.predict import main, plot_csv
+from aunet.inference.predictor import (
     MIN_SIMILARITY,
     AllFaceFinder,
     CheckpointError,
@@ -25,7 +26,6 @@ from aunet.inference import (
     load_predictor,
 )
 from aunet.models import FAN
-from aunet.predict import main, plot_csv
 
 AUS = DATASET_AUS["synthetic"]
 OPENFACE = ["frame", "face_id", "timestamp", "confidence", "success"]

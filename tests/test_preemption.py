@@ -29,8 +29,8 @@ from pytorch_lightning.callbacks import Callback
 from test_resume import STEPS_PER_EPOCH
 from test_resume import inputs as tiny_inputs  # noqa: F401 (fixture: tiny DISFA store, FAN)
 
-from aunet.cli import AUCLI
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import AUCLI
+from aunet.cli.fit import main as aunet_main
 from aunet.runs import resume_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def start_fit(inputs: tuple[Path, Path], run_dir: Path, clock: Path, pause: floa
     """``aunet fit`` in its own process group, resuming from the run folder's newest checkpoint."""
     store, fan = inputs
     command = [
-        sys.executable, "-m", "aunet.cli", "fit",
+        sys.executable, "-m", "aunet.cli.fit", "fit",
         "--config", str(EXPERIMENTS / "base.yaml"), "--config", str(EXPERIMENTS / "adapt.yaml"),
         "--data.path", str(store), "--data.image_size", "32", "--data.batch_size", "8",
         "--data.num_workers", "1", "--model.init_args.fan", str(fan),

@@ -14,10 +14,11 @@ from factories import write_store
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from aunet.cli import AUCLI, FANCLI, fan_main, wandb_run_id
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import AUCLI, FANCLI, fan_main
+from aunet.cli.fit import main as aunet_main
+from aunet.cli.wandb_runs import wandb_run_id
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import resumable_run
+from aunet.launch.launcher import resumable_run
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.runs import best_checkpoint, resume_checkpoint
 from aunet.training.requeue import SlurmRequeue, next_hpc_checkpoint

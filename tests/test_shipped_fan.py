@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from aunet import shipped_fan
-from aunet.data.synthetic import write_store
 from aunet.models import FAN, LIGHT_FAN_CONFIG, load_fan, save_fan
+from aunet.synthetic.draw import write_store
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,14 @@ import pytest
 import torch
 from factories import write_store
 
-from aunet import cv
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import plan_cross_validation, slurm_fold, slurm_trainer_flags, submit_to_slurm
+from aunet.evaluation import cv
+from aunet.launch.launcher import (
+    plan_cross_validation,
+    slurm_fold,
+    slurm_trainer_flags,
+    submit_to_slurm,
+)
 from aunet.metrics import icc
 from aunet.models import FAN, FANConfig, save_fan
 

@@ -11,7 +11,7 @@ import pytest
 from aunet.aus import NUM_LANDMARKS
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
 from aunet.data.store import FrameStore
-from aunet.data.synthetic import (
+from aunet.synthetic.draw import (
     SYNTHETIC_AUS,
     Pose,
     contact_sheet,

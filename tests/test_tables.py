@@ -13,17 +13,18 @@ from checkpoint_factories import make_command, run_make, save_checkpoint, tiny_d
 from test_cv import finished_run
 from torch import nn
 
-from aunet import cv, launch, tables
 from aunet.aus import DATASET_AUS
-from aunet.bootstrap import BootstrapSettings, intervals
-from aunet.models import FANConfig
-from aunet.paper_results import (
+from aunet.evaluation import cv, tables
+from aunet.evaluation.bootstrap import BootstrapSettings, intervals
+from aunet.evaluation.paper_results import (
     AVERAGE,
     COMPARISON_ROWS,
     PAPER_COMPARISONS,
     PAPER_TABLE_5,
     PAPER_TABLES,
 )
+from aunet.launch import launcher as launch
+from aunet.models import FANConfig
 from aunet.training import AUHeatmapModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -446,7 +447,8 @@ def test_table_on_slurm_submits_the_missing_and_a_table_job_after_their_reports(
 
 
 ALL_PAPER_TABLES = [*PAPER_TABLES.values(), *(t for ts in PAPER_COMPARISONS.values() for t in ts)]
-#: Printed averages that are not the mean of their printed AUs (see aunet/paper_results.py).
+#: Printed averages that are not the mean of their printed AUs (see
+# aunet/evaluation/paper_results.py).
 ODD_AVERAGES = {
     ("Table 2, DISFA three-fold cross-validation", "scratch"): (0.37, 0.336),
     ("Table 4, DISFA three-fold cross-validation", "scratch"): (0.37, 0.336),

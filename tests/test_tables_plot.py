@@ -8,8 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from aunet import tables
-from aunet.paper_results import AVERAGE
+from aunet.evaluation import tables
+from aunet.evaluation.paper_results import AVERAGE
 
 AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU09", "AU12")
 

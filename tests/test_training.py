@@ -12,11 +12,11 @@ from factories import write_store
 from pytorch_lightning.callbacks import Callback
 
 from aunet.aus import DATASET_AUS
-from aunet.cli import AUCLI
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import AUCLI
+from aunet.cli.fit import main as aunet_main
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import experiment_names
+from aunet.launch.launcher import experiment_names
 from aunet.models import FAN, LIGHT_FAN_CONFIG, FANConfig, load_fan, save_fan
 from aunet.runs import resume_checkpoint
 from aunet.training import AUHeatmapModule, au_module
@@ -135,7 +135,7 @@ def test_scratch_and_resnet18_never_read_a_given_fan_and_random_backbone_copies_
 
 
 def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):
-    from aunet.cli import fan_main
+    from aunet.cli.fit import fan_main
     from aunet.models import load_fan
 
     store = write_store(tmp_path / "landmarks.h5", DISFA_SUBJECTS[:6], frames_per_subject=3,
@@ -157,7 +157,7 @@ def test_fan_pretraining_writes_a_checkpoint_that_load_fan_reads(tmp_path):
 
 
 def test_checkpoints_record_the_crop_margin_of_the_training_store(fan_file, tmp_path):
-    from aunet.data.synthetic import write_store as write_synthetic_store
+    from aunet.synthetic.draw import write_store as write_synthetic_store
 
     store = tmp_path / "synthetic.h5"
     write_synthetic_store(store, subjects=3, frames_per_subject=4, size=32)

@@ -8,8 +8,9 @@ import pytest
 import torch
 from checkpoint_factories import IMAGE_SIZE, untrained_module
 
-from aunet import predict, visualise
+from aunet import visualise
 from aunet.aus import DATASET_AUS
+from aunet.inference import predict
 from aunet.training.callbacks import HeatmapOverlays
 
 AUS = ("AU01", "AU02", "AU04")

@@ -18,7 +18,7 @@ import torch
 from test_wandb_runs import command, write_inputs
 from wandb_records import read_records
 
-from aunet.cli import main as aunet_main
+from aunet.cli.fit import main as aunet_main
 from aunet.runs import best_checkpoint, last_checkpoint
 
 

@@ -7,8 +7,8 @@ import wandb
 from factories import write_store
 from wandb_records import run_records, wait_for_exit
 
-from aunet.cli import main as aunet_main
-from aunet.cli import start_summary_run
+from aunet.cli.fit import main as aunet_main
+from aunet.cli.wandb_runs import start_summary_run
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.models import FAN, FANConfig, save_fan
 

@@ -276,7 +276,7 @@ class AUDataModule(_FrameDataModule):
         self.val_every = val_every
         self.au_names: tuple[str, ...] = self.store.au_names
         margin = self.store.attrs.get("crop_margin")
-        #: The stored crops' margin (``aunet.data.crop``), None if the store does not record it.
+        #: The stored crops' margin (``aunet.faces.crop``), None if the store does not record it.
         self.crop_margin: float | None = None if margin is None else float(margin)
         if not self.au_names:
             raise ValueError(f"{self.path}: the store has no AU labels (au_names is empty)")

@@ -1,7 +1,7 @@
 """How a face is framed for the network: the store's own crop, or face-alignment's.
 
 A frozen FAN gives good features only at the framing it was pre-trained on. aunet's stores hold
-square crops of ``1 + margin`` times the landmarks' bounding box (:mod:`aunet.data.crop`), the
+square crops of ``1 + margin`` times the landmarks' bounding box (:mod:`aunet.faces.crop`), the
 framing aunet's own FAN is pre-trained on. The public face-alignment package trains and runs its
 2DFAN-4 on another one, made from a face detector's box ``(x0, y0, x1, y1)``
 (``face_alignment/api.py`` and ``utils.py``): the centre moved up by 0.12 of the box's height,
@@ -30,7 +30,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from aunet.data.augment import Transform
-from aunet.data.crop import CropBox, FaceCrop, crop_face
+from aunet.faces.crop import CropBox, FaceCrop, crop_face
 
 Framing = Literal["store", "face_alignment"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)
@@ -96,7 +96,7 @@ class Reframe:
         return (image, landmarks) if crop is None else (crop.image, crop.landmarks)
 
     def face_crop(self, face: FaceCrop) -> FaceCrop:
-        """A :class:`~aunet.data.crop.FaceCrop` of a source image reframed, its affine map composed.
+        """A source image's :class:`~aunet.faces.crop.FaceCrop` reframed, its affine composed.
 
         The crop is reframed exactly as a stored crop is (so inference sees what training
         saw), and the returned ``affine`` still maps source pixels to the final crop's.

@@ -12,8 +12,8 @@ The counts depend on the architecture only, never on weight values, so a network
 and counted on PyTorch's ``meta`` device (:func:`measure_architecture`): no memory is allocated
 and nothing is computed (a 256 px 2DFAN-4 strategy builds and counts in 0.2 to 2.9 s where one
 real forward pass on a 2-core CPU takes 9 to 13 s, ``docs/models.md``). ``bench/complexity.py``
-(every experiment beside Table 5) and :mod:`aunet.tables` (each table row's own network) both
-count here.
+(every experiment beside Table 5) and :mod:`aunet.evaluation.tables` (each table row's own network)
+both count here.
 
 >>> from aunet.models import build_strategy
 >>> cost = measure_architecture(lambda: build_strategy("scratch", 12), 256)

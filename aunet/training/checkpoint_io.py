@@ -1,9 +1,9 @@
 """Checkpoint files: written atomically, read weights-only, their errors named once.
 
 Every checkpoint aunet reads, to resume a fit (Lightning's ``--ckpt_path``, through
-:class:`AtomicCheckpointIO`) or to predict (:func:`aunet.inference.read_checkpoint`), goes through
-:func:`load_weights_only`: ``torch.load(weights_only=True)``, so a file holding pickled Python
-objects, which could run code when unpickled, is refused without being unpickled
+:class:`AtomicCheckpointIO`) or to predict (:func:`aunet.inference.predictor.read_checkpoint`),
+goes through :func:`load_weights_only`: ``torch.load(weights_only=True)``, so a file holding
+pickled Python objects, which could run code when unpickled, is refused without being unpickled
 (``docs/security.md``), and every failure is a :class:`CheckpointError` naming the file
 (``docs/errors.md``, E33 and E34).
 """

@@ -4,8 +4,9 @@ The paper's argument is about scarcity (Sec. 1, 4): AU labels exist for a few do
 landmark labels for many thousands of faces, so a FAN trained on landmarks should carry over to
 AUs when the AU labels are few. The study shows it as a curve: each experiment is
 cross-validated with 1, 2, 4, 9 and all of each fold's training subjects, and the held-out ICC
-of its pooled predictions (:mod:`aunet.cv`, with the subject-bootstrap interval of
-:mod:`aunet.bootstrap`) is plotted against the number of training subjects, one line per method.
+of its pooled predictions (:mod:`aunet.evaluation.cv`, with the subject-bootstrap interval of
+:mod:`aunet.evaluation.bootstrap`) is plotted against the number of training subjects, one line
+per method.
 
 How a point is trained (:class:`aunet.data.datamodule.AUDataModule`, ``train_subjects``):
 
@@ -39,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from aunet import cv
-from aunet.bootstrap import format_interval
+from aunet.evaluation import cv
+from aunet.evaluation.bootstrap import format_interval
 from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
 
 CURVES_ROOT = Path("runs/curves")
@@ -288,7 +289,7 @@ def log_curve_to_wandb(
     Returns:
         The W&B run's directory, or None when disabled.
     """
-    from aunet.cli import start_summary_run
+    from aunet.cli.wandb_runs import start_summary_run
 
     name = f"curve-{dataset}"
     run = start_summary_run(files.folder, mode, project, group=name, name=name,

@@ -9,16 +9,16 @@ Usage::
 
 INPUT is any mix of video files, image files and folders of images. Per frame (Sec. 3.4: "crop
 the face image according to some face detection and forward it to the trained network"):
-dlib finds the best-scored face and its 68 landmarks (:mod:`aunet.data.detect`); the face is cropped
-exactly as the training data were (:func:`aunet.data.crop.crop_face`, the model's input size);
-crops are forwarded in batches (under bf16 autocast where the device computes bf16 natively,
+dlib finds the best-scored face and its 68 landmarks (:mod:`aunet.faces.detect`); the face is
+cropped exactly as the training data were (:func:`aunet.faces.crop.crop_face`, the model's input
+size); crops are forwarded in batches (under bf16 autocast where the device computes bf16 natively,
 float32 elsewhere: ``--precision auto``, :mod:`aunet.training.precision`); each AU's intensity
-is the maximum of its map and its location the argmax (:mod:`aunet.inference`). Frames stream
-through -- decode, detect, crop, a batch of ``N`` frames, forward, write -- so memory does not
-grow with a video's length.
+is the maximum of its map and its location the argmax (:mod:`aunet.inference.predictor`). Frames
+stream through -- decode, detect, crop, a batch of ``N`` frames, forward, write -- so memory does
+not grow with a video's length.
 
-The CSVs (:mod:`aunet.prediction_csv`, ``docs/inference.md``) are OpenFace 2.2's by default:
-``frame, face_id, timestamp, confidence, success``, every OpenFace AU's ``_r`` and ``_c``
+The CSVs (:mod:`aunet.inference.prediction_csv`, ``docs/inference.md``) are OpenFace 2.2's by
+default: ``frame, face_id, timestamp, confidence, success``, every OpenFace AU's ``_r`` and ``_c``
 columns, one row per frame, one CSV per input (``--format aunet``: the model's AUs only, one
 CSV for all inputs with an ``input`` column). ``--overlay`` draws each frame's AU heatmaps over
 its face with the intensities written beside them (Fig. 7), as a video (``.mp4``/``.avi``) or a
@@ -44,12 +44,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from aunet.data.crop import DEFAULT_MARGIN, invert_affine, transform_points
-from aunet.data.detect import DetectorUnavailableError, LandmarkDetector
-from aunet.data.video import VideoError
+from aunet.cli.guards import DefaultsHelpFormatter, command_line
+from aunet.faces.crop import DEFAULT_MARGIN, invert_affine, transform_points
+from aunet.faces.detect import DetectorUnavailableError, LandmarkDetector
+from aunet.faces.video import VideoError
 from aunet.files import atomic_path
-from aunet.guards import DefaultsHelpFormatter, command_line
-from aunet.inference import (
+from aunet.inference.prediction_csv import (
+    FORMATS,
+    OCCURRENCE_THRESHOLD,
+    AunetLayout,
+    OpenFaceLayout,
+    csv_targets,
+)
+from aunet.inference.predictor import (
     DEFAULT_FPS,
     AllFaceFinder,
     AUPredictor,
@@ -64,13 +71,6 @@ from aunet.inference import (
     load_predictor,
     resolve_device,
     video_fps,
-)
-from aunet.prediction_csv import (
-    FORMATS,
-    OCCURRENCE_THRESHOLD,
-    AunetLayout,
-    OpenFaceLayout,
-    csv_targets,
 )
 from aunet.training.checkpoint_io import CheckpointError
 from aunet.training.precision import AUTO, BF16_MIXED, FLOAT32, choose_precision
@@ -99,7 +99,7 @@ def check_outputs(
     """Refuse, before any work, an output that would overwrite an input or another output.
 
     Args:
-        sources: the inputs (:func:`aunet.inference.collect_sources`).
+        sources: the inputs (:func:`aunet.inference.predictor.collect_sources`).
         checkpoint: the ``--ckpt`` file.
         outputs: flag (``--out``, ``--overlay``, ``--plot``) -> path, None where not given.
             An ``--overlay`` without a video suffix is a folder of PNGs: it may not hold an
@@ -149,7 +149,7 @@ def atomic_output(target: Path) -> Iterator[Path]:
     The temporary name keeps the suffix (OpenCV picks a video container from it). Before the
     rename the file is synced to disk, so a write error that the system reports late (a full
     disk, a quota, a network file system) fails the run instead of leaving a damaged file.
-    Any failure, Ctrl-C and SIGTERM (:func:`aunet.guards.command_line`) included, removes it.
+    Any failure, Ctrl-C and SIGTERM (:func:`aunet.cli.guards.command_line`) included, removes it.
 
     Raises:
         InputError: ``target`` is a folder.
@@ -402,7 +402,7 @@ def predict(
         checkpoint: an ``aunet fit`` checkpoint.
         out: the CSV to write (atomically: a failed run leaves no partial file); in OpenFace's
             format with several inputs (or a name without ``.csv``), the folder of the
-            inputs' CSVs (:func:`aunet.prediction_csv.csv_targets`).
+            inputs' CSVs (:func:`aunet.inference.prediction_csv.csv_targets`).
         overlay: a ``.mp4``/``.avi`` video or a folder of PNGs of Fig. 7-style overlays.
         plot: a PNG of each AU's intensity over time.
         batch_size: frames per forward pass.
@@ -411,19 +411,19 @@ def predict(
             float32; the choice is printed), ``32-true`` or ``bf16-mixed``.
         locations: add AU location columns (frame pixels).
         margin: the crop margin the training data were cropped with (``data_prep --margin``);
-            default: the one the checkpoint records, else ``aunet.data.crop.DEFAULT_MARGIN``.
+            default: the one the checkpoint records, else ``aunet.faces.crop.DEFAULT_MARGIN``.
         image_size: the network's input side; default: the one it was trained at.
         progress: show a progress bar.
         strict_length: a video that decodes another number of frames than it declares is an
             error (nothing written) instead of a warning on stderr and in the summary line.
         all_faces: a row for every face of each frame, numbered by ``face_id`` from frame to
-            frame (:class:`~aunet.inference.AllFaceFinder`), instead of the one tracked face.
-            Not with ``overlay`` or ``plot``, which draw one face per frame.
+            frame (:class:`~aunet.inference.predictor.AllFaceFinder`), instead of the one tracked
+            face. Not with ``overlay`` or ``plot``, which draw one face per frame.
         csv_format: ``openface`` (OpenFace 2.2's layout, one CSV per input) or ``aunet``
-            (:mod:`aunet.prediction_csv`).
+            (:mod:`aunet.inference.prediction_csv`).
         occurrence_threshold: the intensity from which OpenFace's ``AU.._c`` is 1.
         redetect_every: in a video, run the face detector on one frame in this many and follow
-            the face between (:class:`~aunet.data.detect.FaceTracker`); 1 searches every frame.
+            the face between (:class:`~aunet.faces.detect.FaceTracker`); 1 searches every frame.
             Images and ``all_faces`` search every frame.
 
     Returns:

@@ -34,7 +34,7 @@ from aunet.metrics import (
 )
 
 if TYPE_CHECKING:  # cv imports this module; the type only
-    from aunet.cv import Predictions
+    from aunet.evaluation.cv import Predictions
 
 #: Defaults: resamples (enough for the 2.5% and 97.5% percentiles to be stable to about
 #: 0.005 ICC on DISFA-sized data), the generator's seed, and the interval's coverage.
@@ -136,7 +136,7 @@ def percentile_interval(samples: torch.Tensor, level: float) -> list[float] | No
 
 
 def intervals(predictions: Predictions, settings: BootstrapSettings) -> dict[str, Any]:
-    """Subject-bootstrap intervals of every figure :func:`aunet.cv.score` reports.
+    """Subject-bootstrap intervals of every figure :func:`aunet.evaluation.cv.score` reports.
 
     Returns:
         ``{"icc": {"AU01": [low, high] or None, ...}, "mse": {...}, "icc_mean": [low, high],

@@ -2,8 +2,8 @@
 
 Each block below is a table's rows as printed (two decimals), one method per line, the AU
 columns in the printed order and then the printed average ("Avg."), so that a reader can hold
-it against the paper line by line; "-" is a cell the paper leaves empty. :mod:`aunet.tables`
-puts them beside aunet's own results.
+it against the paper line by line; "-" is a cell the paper leaves empty.
+:mod:`aunet.evaluation.tables` puts them beside aunet's own results.
 
 - Tables 2 and 3 (:data:`PAPER_TABLES`): every method of the paper (its Sec. 6), one line per
   aunet experiment.
@@ -62,7 +62,7 @@ PAPER_METHODS: tuple[tuple[str, str], ...] = (
 AVERAGE = "avg"
 
 
-#: The error measures a paper table can print, as :mod:`aunet.tables` names its blocks.
+#: The error measures a paper table can print, as :mod:`aunet.evaluation.tables` names its blocks.
 ERRORS = ("mse", "rmse")
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aunet.inference import Face, Frame, InputError, Source
+from aunet.inference.predictor import Face, Frame, InputError, Source
 
 #: OpenFace 2.2's intensity AUs (``AU.._r``), in its column order.
 OPENFACE_INTENSITY_AUS = (

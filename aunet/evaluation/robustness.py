@@ -7,7 +7,7 @@ Gaussian noise of growing standard deviation, up to about 55 px at 256 x 256, an
 the heatmap network is stable up to about 13 px. ``make robustness`` repeats the study on any
 trained aunet model.
 
-The frame stores hold crops already made from clean landmarks (:mod:`aunet.data.crop`), so the
+The frame stores hold crops already made from clean landmarks (:mod:`aunet.faces.crop`), so the
 study perturbs each stored crop as the noisy landmarks would have cropped it: it resamples the
 stored crop by the affine map between the clean and the noisy registration, then evaluates as
 usual (resize to the network's input, predict, ICC(3,1) and MSE per AU on all frames). Two noise
@@ -18,7 +18,7 @@ models (``--noise``):
   clean anchors are, so the crop rotates, shears, scales and shifts as it would under that
   landmark error. A frame whose anchors are unknown uses the median anchors of the store's
   frames (the crops are registered alike, so the median is where a face's anchors usually are).
-- ``box``: aunet's own crop (a square box around the landmarks, :func:`aunet.data.crop.face_box`)
+- ``box``: aunet's own crop (a square box around the landmarks, :func:`aunet.faces.crop.face_box`)
   with its centre x, centre y and side each moved by N(0, sigma^2), the error of a face box from a
   jittery detector. The side never shrinks below a quarter of the crop.
 
@@ -32,7 +32,7 @@ curve does not depend on the batch size, the worker count or which other frames 
 Level 0 is the plain evaluation exactly (no resampling).
 
 Each level's means have a 95% interval from a bootstrap over the held-out subjects
-(:mod:`aunet.bootstrap`).
+(:mod:`aunet.evaluation.bootstrap`).
 
 Outputs (``runs/robustness/<experiment>-<dataset>/``): ``robustness.csv`` (one row per level:
 ``noise_px``, ``noise_store_px``, ``frames``, ``icc_mean``, ``mse_mean``, ``icc_mean_low``,
@@ -55,19 +55,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aunet import cv, progress
-from aunet.bootstrap import DEFAULT_SETTINGS, format_interval, intervals
+from aunet import progress
+from aunet.cli.wandb_runs import logged_run_id, run_config, start_evaluation_run
 from aunet.data.augment import Resize
-from aunet.data.crop import CropBox, crop_affine, transform_points
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
+from aunet.evaluation import cv
+from aunet.evaluation.bootstrap import DEFAULT_SETTINGS, format_interval, intervals
+from aunet.faces.crop import CropBox, crop_affine, transform_points
 from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
 from aunet.runs import last_checkpoint, latest_finished_run
-from aunet.wandb_evaluation import logged_run_id, run_config, start_evaluation_run
 
 if TYPE_CHECKING:
-    from aunet.cli import WandbMode
+    from aunet.cli.wandb_runs import WandbMode
 
 ROBUSTNESS_ROOT = Path("runs/robustness")
 #: Noise standard deviations, in pixels of a 256 x 256 crop (the BMVC study's range).
@@ -325,12 +326,12 @@ def robustness_curve(
     """ICC and MSE of a checkpoint on its run's held-out frames at each noise level.
 
     Returns:
-        Per level, :func:`aunet.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``, ``mse_mean``,
-        ``frames``) with ``noise_px``, ``noise_store_px``, ``held_out`` (the fold, or the
-        partition, as :class:`aunet.cv.Predictions` names it) and ``intervals``
-        (:func:`aunet.bootstrap.intervals`) added.
+        Per level, :func:`aunet.evaluation.cv.score`'s dict (``icc``, ``mse``, ``icc_mean``,
+        ``mse_mean``, ``frames``) with ``noise_px``, ``noise_store_px``, ``held_out`` (the fold, or
+        the partition, as :class:`aunet.evaluation.cv.Predictions` names it) and ``intervals``
+        (:func:`aunet.evaluation.bootstrap.intervals`) added.
     """
-    from aunet.inference import load_module
+    from aunet.inference.predictor import load_module
 
     if any(level < 0 for level in levels):
         raise ValueError(f"noise levels must be non-negative, got {list(levels)}")
@@ -463,7 +464,8 @@ def curve_markdown(
             f"# Robustness to misalignment: {title}",
             "",
             f"Checkpoint `{checkpoint}`, its run's held-out frames; noise model `{mode}`, seed "
-            f"{seed} (see `aunet/robustness.py`). ICC(3,1) and MSE averaged over the AUs, with "
+            f"{seed} (see `aunet/evaluation/robustness.py`). ICC(3,1) and MSE averaged over the "
+            "AUs, with "
             "95% intervals from a bootstrap over the held-out subjects (docs/experiments.md).",
             "",
             markdown_table(HEADER, rows, right=0),

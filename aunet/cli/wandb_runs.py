@@ -11,19 +11,20 @@ and the W&B ids of those runs, so that a reader finds them from the evaluation.
 
 from __future__ import annotations
 
+import contextlib
+import netrc
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import yaml
 
 from aunet.runs import CONFIG_FILE
 
-if TYPE_CHECKING:
-    from aunet.cli import WandbMode
-
-#: The file of a run folder that holds its W&B run id (:func:`aunet.cli.wandb_run_id`).
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+#: The file of a run folder that holds its W&B run id (:func:`wandb_run_id`).
 WANDB_ID_FILE = "wandb_id"
 _ABSENT = object()
 
@@ -31,7 +32,7 @@ _ABSENT = object()
 def logged_run_id(run_dir: str | os.PathLike) -> str | None:
     """The W&B id of the run in ``run_dir``, or None when it logged to no W&B run.
 
-    Only read: :func:`aunet.cli.wandb_run_id` would make an id for a run that never had one.
+    Only read: :func:`wandb_run_id` would make an id for a run that never had one.
     """
     path = Path(run_dir) / WANDB_ID_FILE
     return path.read_text().strip() if path.exists() else None
@@ -88,8 +89,6 @@ def start_evaluation_run(
         mode: ``auto``/``online``/``offline``/``disabled``, as ``run.wandb`` of ``aunet fit``.
         project: the W&B project (``run.wandb_project``).
     """
-    from aunet.cli import start_summary_run
-
     group = f"{experiment}-{dataset}"
     return start_summary_run(
         # Absolute: wandb's core process, which a second run of this process reuses, resolves
@@ -103,4 +102,76 @@ def start_evaluation_run(
         job_type=job_type,
         tags=[experiment, dataset, name],
         config=dict(config),
+    )
+
+
+def wandb_offline(mode: WandbMode) -> bool:
+    """Whether W&B should log offline, for ``auto``/``online``/``offline``."""
+    environment = os.environ.get("WANDB_MODE", "").lower()
+    if mode == "offline" or environment in ("offline", "dryrun"):
+        return True
+    if mode == "online" or environment == "online":
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return True
+
+
+def wandb_run_id(folder: Path) -> str:
+    """The W&B run id kept in ``folder/wandb_id``, made once (a resumed run continues it).
+
+    Every process of a run calls this (under ``srun`` all ranks start at once): each offers
+    a random id by hard-linking a complete file to ``wandb_id``, which only the first link
+    creates, and all then read the winner, so the file never holds a lost id.
+    """
+    id_file = folder / WANDB_ID_FILE
+    if not id_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
+        offered = folder / f".wandb_id.{offer}"
+        offered.write_text(offer + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(offered, id_file)
+        offered.unlink()
+    return id_file.read_text().strip()
+
+
+def wandb_disabled(mode: WandbMode) -> bool:
+    """Whether nothing goes to W&B: ``run.wandb disabled`` or ``WANDB_MODE=disabled``."""
+    return mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled"
+
+
+def own_wandb_service() -> None:
+    """Make the next W&B run of this process start its own wandb-core service.
+
+    wandb keeps its service's address in ``WANDB_SERVICE``, which child processes inherit (and
+    sbatch passes on): a run would join its parent's service, where a killed predecessor with
+    the same run id still counts as live and refuses the resume.
+    """
+    os.environ.pop("WANDB_SERVICE", None)
+
+
+def start_summary_run(folder: Path, mode: WandbMode, project: str, **settings: Any) -> Any:
+    """A W&B run kept in ``folder`` (its id in ``folder/wandb_id``), or None when disabled.
+
+    For the runs that summarise others (cross-validation reports, tables): re-making one
+    updates the same W&B run. ``settings`` go to ``wandb.init`` (group, name, tags, ...).
+    """
+    if wandb_disabled(mode):
+        return None
+    import wandb
+
+    own_wandb_service()
+    return wandb.init(
+        project=project,
+        # Absolute: given a relative dir, a second run opened after this process changed
+        # directory wrote no run file under it (tests/test_wandb_runs.py).
+        dir=str(Path(folder).resolve()),
+        id=wandb_run_id(folder),
+        resume="allow",
+        mode="offline" if wandb_offline(mode) else "online",
+        **settings,
     )

@@ -4,9 +4,9 @@ Usage::
 
     aunet-export --ckpt CKPT --format onnx|torchscript --out FILE [--image-size S] [--opset 17]
 
-The exported network is the bare model of :mod:`aunet.inference` (the reparametrised FAN folded,
-Sec. 4.5): input ``images``, B x 3 x S x S float32 RGB in [0, 1] (a face crop made as
-:func:`aunet.data.crop.crop_face` makes them, divided by 255; no mean or standard deviation);
+The exported network is the bare model of :mod:`aunet.inference.predictor` (the reparametrised FAN
+folded, Sec. 4.5): input ``images``, B x 3 x S x S float32 RGB in [0, 1] (a face crop made as
+:func:`aunet.faces.crop.crop_face` makes them, divided by 255; no mean or standard deviation);
 output ``heatmaps``, B x K x S/4 x S/4 (``resnet18``: ``intensities``, B x K). The batch axis is
 dynamic, the side S fixed. Intensities are the maps' maxima clamped to [0, 5], locations their
 argmax (Sec. 3.4); the exporter leaves that decoding to the caller so the maps stay available.
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aunet.cli.guards import DefaultsHelpFormatter
 from aunet.files import atomic_path
-from aunet.guards import DefaultsHelpFormatter
-from aunet.inference import AUPredictor, load_predictor
+from aunet.inference.predictor import AUPredictor, load_predictor
 from aunet.training.checkpoint_io import CheckpointError
 
 FORMATS = ("onnx", "torchscript")

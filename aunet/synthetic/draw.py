@@ -1,7 +1,7 @@
 """Synthetic faces: aunet's embedded default dataset, a DISFA stand-in that needs no licence.
 
 Each subject is one continuous "video" of procedurally drawn faces (see
-:mod:`aunet.data.synthetic_render`) with exact 68-point landmarks and the 12 DISFA AU
+:mod:`aunet.synthetic.render`) with exact 68-point landmarks and the 12 DISFA AU
 intensities. Subjects carry DISFA's names (``SN001`` ...), so the standard three DISFA folds
 (:data:`aunet.data.folds.DISFA_FOLDS`) split them subject-exclusively as the paper does (Sec. 5.1).
 
@@ -39,7 +39,7 @@ import numpy as np
 
 from aunet.data.folds import DISFA_FOLDS
 from aunet.data.store import DEFAULT_ENCODING, Encoding, FrameStoreWriter
-from aunet.data.synthetic_geometry import (
+from aunet.synthetic.geometry import (
     MAX_INTENSITY,
     SYNTHETIC_AUS,
     Identity,
@@ -47,7 +47,7 @@ from aunet.data.synthetic_geometry import (
     mean_identity,
     sample_identity,
 )
-from aunet.data.synthetic_render import render_face
+from aunet.synthetic.render import render_face
 
 __all__ = [
     "SYNTHETIC_AUS",
@@ -433,10 +433,10 @@ def write_store(
     au_names = () if landmark_only else SYNTHETIC_AUS
     attrs = {
         "seed": seed,
-        "generator": "aunet.data.synthetic",
+        "generator": "aunet.synthetic.draw",
         "frames_per_subject": frames_per_subject,
         "landmark_only": landmark_only,
-        # The crops' nominal margin in aunet.data.crop's terms (side = 1.3 x the landmark box;
+        # The crops' nominal margin in aunet.faces.crop's terms (side = 1.3 x the landmark box;
         # poses vary it), so aunet-predict crops real faces like these by default.
         "crop_margin": Pose().margin - 1.0,
     }

@@ -1,6 +1,6 @@
 """Rendering of the synthetic faces: from an identity, AU intensities and a pose to an RGB image.
 
-Every shape is built in the face frame of :mod:`aunet.data.synthetic_geometry` from the 68
+Every shape is built in the face frame of :mod:`aunet.synthetic.geometry` from the 68
 landmarks (so it moves with them) and drawn through the pose's projection with OpenCV's
 anti-aliased polygons at 1/16-pixel precision. Each AU changes the image twice, where FACS says
 it acts: in *shape*, by the landmarks it moves, and in *texture*, by the wrinkles, furrows and
@@ -33,7 +33,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from aunet.data.synthetic_geometry import (
+from aunet.synthetic.geometry import (
     MAX_INTENSITY,
     SYNTHETIC_AUS,
     Colour,
@@ -164,7 +164,7 @@ def render_face(
     """Draw one face.
 
     Args:
-        identity: who (see :func:`~aunet.data.synthetic_geometry.sample_identity`).
+        identity: who (see :func:`~aunet.synthetic.geometry.sample_identity`).
         intensities: the 12 AU intensities (0-5) in ``SYNTHETIC_AUS`` order.
         pose: head pose, crop, gaze and blink (default: frontal, margin 1.3).
         size: side of the square output image in pixels.

@@ -5,8 +5,8 @@ images -- and :meth:`Source.frames` decodes them one frame at a time (RGB uint8)
 holds a whole video.
 
 **Faces.** :class:`FaceFinder` finds each frame's face (dlib, the best-scored face,
-:mod:`aunet.data.detect`) and crops it exactly as the training data were cropped
-(:func:`aunet.data.crop.crop_face`).
+:mod:`aunet.faces.detect`) and crops it exactly as the training data were cropped
+(:func:`aunet.faces.crop.crop_face`).
 
 **The model.** :func:`load_predictor` reads a checkpoint written by ``aunet fit``
 (``runs/<exp>/<data>/fold<k>/<stamp>/checkpoints/*.ckpt``) with ``torch.load(weights_only=True)``
@@ -41,8 +41,9 @@ import torch
 import yaml
 from torch import nn
 
-from aunet.data.crop import FaceCrop, crop_face
-from aunet.data.detect import (
+from aunet.data.framing import Reframe
+from aunet.faces.crop import FaceCrop, crop_face
+from aunet.faces.detect import (
     TRACK_OVERLAP,
     Detection,
     FaceBox,
@@ -50,9 +51,8 @@ from aunet.data.detect import (
     LandmarkDetector,
     box_overlap,
 )
-from aunet.data.framing import Reframe
-from aunet.data.store import read_image
-from aunet.data.video import frame_count, read_frames
+from aunet.faces.images import read_image
+from aunet.faces.video import frame_count, read_frames
 from aunet.models import ReparametrisedFAN
 from aunet.training.au_module import (
     AUHeatmapModule,
@@ -256,7 +256,7 @@ class _FaceCropper:
     Args:
         detector: the landmark detector.
         image_size: side of the crops.
-        margin: crop margin, as at training (:func:`aunet.data.crop.face_box`).
+        margin: crop margin, as at training (:func:`aunet.faces.crop.face_box`).
         stopwatch: where detection and cropping time go.
         framing: the model's framing (:mod:`aunet.data.framing`), applied to the crop as
             training applied it to the stored crops.
@@ -284,12 +284,12 @@ class _FaceCropper:
 class FaceFinder(_FaceCropper):
     """The face of each frame: detected, or inside a video the previous frame's box if still a face.
 
-    dlib's detector finds the best-scored face (:class:`~aunet.data.detect.FaceTracker`); when it
+    dlib's detector finds the best-scored face (:class:`~aunet.faces.detect.FaceTracker`); when it
     finds none, the tracker's previous box gives landmarks, and that crop is kept only if it
     resembles the last detected face (:data:`MIN_SIMILARITY`), its confidence being that
     resemblance. So a briefly blurred or turned face keeps its row, and a blank frame, a cut or
     a face that left does not inherit one. With ``redetect_every`` N above 1 the detector runs
-    on one frame in N and the face is followed between (:class:`~aunet.data.detect.FaceTracker`),
+    on one frame in N and the face is followed between (:class:`~aunet.faces.detect.FaceTracker`),
     each followed crop checked against the last detected face the same way. Other arguments as
     :class:`_FaceCropper`'s.
     """
@@ -352,7 +352,7 @@ class AllFaceFinder(_FaceCropper):
     """Every face the detector finds in each frame, numbered from frame to frame (``--all-faces``).
 
     Each face keeps the ``face_id`` of the previous frame's face its box overlaps most
-    (:data:`~aunet.data.detect.TRACK_OVERLAP` at least), best-scored faces choosing first; a
+    (:data:`~aunet.faces.detect.TRACK_OVERLAP` at least), best-scored faces choosing first; a
     face overlapping none gets the next unused number. There is no fallback to the previous
     frame's boxes: a face the detector misses in a frame has no row in that frame. Arguments
     as :class:`_FaceCropper`'s.

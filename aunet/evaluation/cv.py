@@ -29,7 +29,7 @@ Files, all written atomically (a temporary name in the same folder, then a renam
   predictions of seed s's runs (``predictions.csv`` is seed 0's). Each seed is one complete
   cross-validation, scored as above; the report gives the mean of the seeds' figures and their
   spread (``report["seeds"]``), and its intervals are those of the seed mean
-  (:func:`aunet.bootstrap.seed_mean_intervals`).
+  (:func:`aunet.evaluation.bootstrap.seed_mean_intervals`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ import torch
 import yaml
 
 from aunet import progress
-from aunet.bootstrap import (
+from aunet.cli.wandb_runs import logged_run_id, run_config, shared_config, start_evaluation_run
+from aunet.evaluation.bootstrap import (
     DEFAULT_SETTINGS,
     BootstrapSettings,
     format_interval,
@@ -74,10 +75,9 @@ from aunet.runs import (
     has_finished,
     last_checkpoint,
 )
-from aunet.wandb_evaluation import logged_run_id, run_config, shared_config, start_evaluation_run
 
 if TYPE_CHECKING:
-    from aunet.cli import WandbMode
+    from aunet.cli.wandb_runs import WandbMode
     from aunet.data.datamodule import AUDataModule
 
 CV_ROOT = Path("runs/cv")
@@ -447,7 +447,7 @@ def predict_run(
         Every held-out frame (the fold's subjects, or the test partition) once, in store order.
     """
     # Imported here: every launcher command imports this module; only predicting needs it.
-    from aunet.inference import load_module
+    from aunet.inference.predictor import load_module
     from aunet.training.checkpoint_io import CheckpointError
 
     run_dir = Path(run_dir)
@@ -676,13 +676,13 @@ def make_report(plan: CVPlan, bootstrap: BootstrapSettings = DEFAULT_SETTINGS) -
     Writes ``predictions.csv``, ``report.json``, ``report.md`` and ``per_au.png`` in
     :attr:`CVPlan.folder`; the report is computed from ``predictions.csv`` as written, so it
     equals :func:`aunet.metrics.icc` on that file. Every figure has its subject-bootstrap
-    interval (``report["intervals"]``, :func:`aunet.bootstrap.intervals`).
+    interval (``report["intervals"]``, :func:`aunet.evaluation.bootstrap.intervals`).
 
     A plan of several seeds also writes ``predictions-seed<s>.csv`` per further seed; each
     figure is then the mean over the seeds of that seed's figure on its own aggregated file,
     ``report["seeds"]`` holds each seed's figures and runs and the spread
     (:data:`SPREAD_KEYS`) over seeds, and the intervals are those of the seed mean
-    (:func:`aunet.bootstrap.seed_mean_intervals`).
+    (:func:`aunet.evaluation.bootstrap.seed_mean_intervals`).
 
     Raises:
         CVError: naming the run, when a run has not finished.
@@ -784,7 +784,7 @@ def log_report_to_wandb(
     The run (job type ``cv-report``) holds:
 
     - its config: the experiment's resolved config, the settings on which every fold's
-      ``config.yaml`` agrees (:func:`aunet.wandb_evaluation.shared_config`), nested as the fold
+      ``config.yaml`` agrees (:func:`aunet.cli.wandb_runs.shared_config`), nested as the fold
       runs' own, so that parallel coordinates across experiments compare them with the
       figures below; the plan (``plan``); and each fold run's W&B id (``fold_runs``, by label);
     - the per-AU table (``cv/per_au``) and the bar chart;

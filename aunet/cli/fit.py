@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import netrc
-import os
-import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
@@ -35,9 +32,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from aunet.data.datamodule import AUDataModule, LandmarkDataModule
-from aunet.data.framing import framing_for
-from aunet.guards import (
+from aunet.cli.guards import (
     check_accelerator,
     check_model_class,
     command_line,
@@ -47,6 +42,16 @@ from aunet.guards import (
     sigterm_exit_status,
     writable_run_folder,
 )
+from aunet.cli.wandb_runs import (
+    WandbMode,
+    logged_run_id,
+    own_wandb_service,
+    wandb_disabled,
+    wandb_offline,
+    wandb_run_id,
+)
+from aunet.data.datamodule import AUDataModule, LandmarkDataModule
+from aunet.data.framing import framing_for
 from aunet.models.registry import USES_FAN
 from aunet.runs import (
     BEST_CHECKPOINT_NAME,
@@ -77,9 +82,7 @@ from aunet.training.fan_module import FANModule
 from aunet.training.notices import KEEP_NONE_VALUES, AUNetWandbLogger, silence_third_party_notices
 from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
-from aunet.wandb_evaluation import WANDB_ID_FILE, logged_run_id
 
-WandbMode = Literal["auto", "online", "offline", "disabled"]
 #: W&B job type of a run per subcommand (the summary runs: ``cv-report``, ``table``).
 JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 
@@ -115,40 +118,6 @@ class RunSettings:
     wandb_checkpoints: bool = False
 
 
-def wandb_offline(mode: WandbMode) -> bool:
-    """Whether W&B should log offline, for ``auto``/``online``/``offline``."""
-    environment = os.environ.get("WANDB_MODE", "").lower()
-    if mode == "offline" or environment in ("offline", "dryrun"):
-        return True
-    if mode == "online" or environment == "online":
-        return False
-    if os.environ.get("WANDB_API_KEY"):
-        return False
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return True
-
-
-def wandb_run_id(folder: Path) -> str:
-    """The W&B run id kept in ``folder/wandb_id``, made once (a resumed run continues it).
-
-    Every process of a run calls this (under ``srun`` all ranks start at once): each offers
-    a random id by hard-linking a complete file to ``wandb_id``, which only the first link
-    creates, and all then read the winner, so the file never holds a lost id.
-    """
-    id_file = folder / WANDB_ID_FILE
-    if not id_file.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        offer = secrets.token_hex(4)  # W&B accepts any short [a-z0-9] id
-        offered = folder / f".wandb_id.{offer}"
-        offered.write_text(offer + "\n")
-        with contextlib.suppress(FileExistsError):
-            os.link(offered, id_file)
-        offered.unlink()
-    return id_file.read_text().strip()
-
-
 @dataclass(frozen=True)
 class EvaluatedRun:
     """The training run an evaluation (validate, test, predict) evaluates a checkpoint of.
@@ -177,44 +146,6 @@ class EvaluatedRun:
 def holds_run(folder: Path) -> bool:
     """Whether ``folder`` holds a run already (its ``config.yaml`` or its checkpoints)."""
     return (folder / CONFIG_FILE).is_file() or (folder / CHECKPOINT_FOLDER).is_dir()
-
-
-def wandb_disabled(mode: WandbMode) -> bool:
-    """Whether nothing goes to W&B: ``run.wandb disabled`` or ``WANDB_MODE=disabled``."""
-    return mode == "disabled" or os.environ.get("WANDB_MODE", "").lower() == "disabled"
-
-
-def own_wandb_service() -> None:
-    """Make the next W&B run of this process start its own wandb-core service.
-
-    wandb keeps its service's address in ``WANDB_SERVICE``, which child processes inherit (and
-    sbatch passes on): a run would join its parent's service, where a killed predecessor with
-    the same run id still counts as live and refuses the resume.
-    """
-    os.environ.pop("WANDB_SERVICE", None)
-
-
-def start_summary_run(folder: Path, mode: WandbMode, project: str, **settings: Any) -> Any:
-    """A W&B run kept in ``folder`` (its id in ``folder/wandb_id``), or None when disabled.
-
-    For the runs that summarise others (cross-validation reports, tables): re-making one
-    updates the same W&B run. ``settings`` go to ``wandb.init`` (group, name, tags, ...).
-    """
-    if wandb_disabled(mode):
-        return None
-    import wandb
-
-    own_wandb_service()
-    return wandb.init(
-        project=project,
-        # Absolute: given a relative dir, a second run opened after this process changed
-        # directory wrote no run file under it (tests/test_wandb_runs.py).
-        dir=str(Path(folder).resolve()),
-        id=wandb_run_id(folder),
-        resume="allow",
-        mode="offline" if wandb_offline(mode) else "online",
-        **settings,
-    )
 
 
 class LogConfigToLoggers(SaveConfigCallback):

@@ -6,8 +6,8 @@ FERA2017): one row per method in the paper's order, one column per AU and the av
 block and an MSE block (and an RMSE block for FERA2017, whose errors the paper reports as RMSE),
 the best value of each column in bold (highest ICC, lowest error; ties, at the printed
 precision, are all bold). Beside it go the complexity of Table 5 and the paper's own numbers for
-the same dataset (:mod:`aunet.paper_results`; DISFA's for the synthetic faces, which mimic
-DISFA): its Table 2 or 3, and its comparisons with earlier work (Tables 4, 6 and 7), where
+the same dataset (:mod:`aunet.evaluation.paper_results`; DISFA's for the synthetic faces, which
+mimic DISFA): its Table 2 or 3, and its comparisons with earlier work (Tables 4, 6 and 7), where
 aunet's rows of the same methods (``scratch``, ``resnet18``, ``adapt``) follow the paper's when
 they scored the same partition.
 
@@ -55,17 +55,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from aunet import cv
-from aunet.bootstrap import (
+from aunet.data.folds import FOLD_DATASETS
+from aunet.evaluation import cv
+from aunet.evaluation.bootstrap import (
     DEFAULT_SETTINGS,
     BootstrapSettings,
     format_interval,
     paired_difference,
 )
-from aunet.data.folds import FOLD_DATASETS
-from aunet.files import atomic_path, format_number, markdown_table, pyplot, save_figure, write_csv
-from aunet.models import Complexity, fan_layout_name, fan_of, measure
-from aunet.paper_results import (
+from aunet.evaluation.paper_results import (
     AVERAGE,
     PAPER_METHODS,
     PAPER_TABLE_5,
@@ -73,6 +71,8 @@ from aunet.paper_results import (
     paper_comparisons,
     paper_table,
 )
+from aunet.files import atomic_path, format_number, markdown_table, pyplot, save_figure, write_csv
+from aunet.models import Complexity, fan_layout_name, fan_of, measure
 
 TABLES_ROOT = Path("runs/tables")
 #: Rows aunet adds to the paper's: its Sec. 6.5 experiment, three ablations (docs/experiments.md).
@@ -167,10 +167,10 @@ class MethodResults:
         settings: the extra ``aunet fit`` flags the runs were trained with (``ARGS``).
         run_dirs: the run folders whose predictions were scored, one per fold.
         checkpoint: which checkpoint of each run predicted (``last`` or ``best``).
-        partition: what was scored, as :attr:`aunet.paper_results.PaperTable.partition`
+        partition: what was scored, as :attr:`aunet.evaluation.paper_results.PaperTable.partition`
             (``folds``, ``devel``, ``test``); None where the report does not say.
         intervals: ``icc`` and ``mse`` -> the subject-bootstrap interval of the average
-            (:mod:`aunet.bootstrap`); None where the report has none.
+            (:mod:`aunet.evaluation.bootstrap`); None where the report has none.
         predictions: the scored pooled predictions, for paired comparisons: ``predictions.csv``,
             then each further seed's ``predictions-seed<s>.csv``; empty where absent.
         seeds: how many seeds the report's figures are the mean of.
@@ -279,7 +279,8 @@ class PairedWithBest:
 
     Args:
         best: the experiment with the highest average ICC among rows with predictions.
-        against_best: experiment -> :func:`aunet.bootstrap.paired_difference` with the best.
+        against_best: experiment -> :func:`aunet.evaluation.bootstrap.paired_difference` with
+            the best.
     """
 
     best: str | None = None
@@ -292,8 +293,8 @@ def paired_with_best(
     """Each row's average ICC against the best row's, paired over a bootstrap of subjects.
 
     The best is the highest average ICC among the rows with predictions; every other row with
-    predictions of the same subjects gets :func:`aunet.bootstrap.paired_difference` (its mean
-    ICC minus the best's: negative, with an interval that excludes 0 when the gap is more
+    predictions of the same subjects gets :func:`aunet.evaluation.bootstrap.paired_difference` (its
+    mean ICC minus the best's: negative, with an interval that excludes 0 when the gap is more
     than the luck of the subjects drawn). A row of several seeds is compared as its seed mean,
     the average the table prints, over every seed's pooled predictions.
     """
@@ -490,7 +491,7 @@ class ModelCounter:
     def _count(self, path: Path) -> tuple[str, RowModel]:
         """``(architecture key, counted network)`` of one checkpoint, counted once per key."""
         # Imported here: only counting needs the inference module (and its OpenCV import).
-        from aunet.inference import (
+        from aunet.inference.predictor import (
             CheckpointError,
             checkpoint_image_size,
             read_checkpoint,
@@ -696,7 +697,8 @@ def _paper_section(dataset: str, paper: PaperTable, digits: int) -> list[str]:
     return [
         f"## The paper's numbers ({paper.source})",
         "",
-        f"As printed (`aunet/paper_results.py`), best per column in bold.{caveat}{error}",
+        "As printed (`aunet/evaluation/paper_results.py`), best per column in bold."
+        f"{caveat}{error}",
         "",
         _blocks_table(
             paper_results(paper), paper.au_names, min(digits, 2), ("icc", paper.error_name)
@@ -732,7 +734,8 @@ def _comparison_section(
     return [
         f"## The paper against earlier work ({table.source})",
         "",
-        f"As printed (`aunet/paper_results.py`), best per column in bold among the paper's rows: "
+        "As printed (`aunet/evaluation/paper_results.py`), best per column in bold among the "
+        "paper's rows: "
         f"(*) results the paper quotes from the reference, † its in-house reproductions, "
         f'"Ours" its adaptation layers; – not reported. {below}'.rstrip(),
         "",
@@ -941,7 +944,7 @@ def log_table_to_wandb(
     Returns:
         The W&B run's directory, or None when disabled.
     """
-    from aunet.cli import start_summary_run
+    from aunet.cli.wandb_runs import start_summary_run
 
     name = f"table-{dataset}"
     run = start_summary_run(

@@ -7,10 +7,11 @@ else the one shipped with aunet), picks the run folder (a new timestamp, or the 
 a checkpoint when resuming), runs ``aunet fit`` in a child process (so that DDP can relaunch
 it) and prints the run's summary.
 
-Cross-validation (``cv``) plans one run per fold and seed (:class:`aunet.cv.CVPlan`), trains the
-runs one after another here, or submits them to SLURM as a job array with a dependent report job
-(``experiments/slurm/``), and writes the report of :mod:`aunet.cv`. The SLURM jobs call the
-``cv-fold``, ``cv-predict`` and ``cv-report`` sub-commands; ``docs/cluster.md`` tells the story.
+Cross-validation (``cv``) plans one run per fold and seed (:class:`aunet.evaluation.cv.CVPlan`),
+trains the runs one after another here, or submits them to SLURM as a job array with a dependent
+report job (``experiments/slurm/``), and writes the report of :mod:`aunet.evaluation.cv`. The SLURM
+jobs call the ``cv-fold``, ``cv-predict`` and ``cv-report`` sub-commands; ``docs/cluster.md`` tells
+the story.
 
 Usage: ``python -m aunet.launch train --exp reparam --data synthetic [--fold 1] [--fan PATH]
 [--resume] [-- extra aunet fit flags]``, ``python -m aunet.launch cv --exp adapt --data disfa
@@ -34,25 +35,25 @@ from pathlib import Path
 
 import yaml
 
-from aunet import curve as curves
-from aunet import cv, progress, robustness, shipped_fan, tables
-from aunet.bootstrap import format_interval
-from aunet.data import synthetic
+from aunet import progress, shipped_fan
+from aunet.cli.guards import command_line
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.data.store import StoreError
+from aunet.evaluation import curve as curves
+from aunet.evaluation import cv, robustness, tables
+from aunet.evaluation.bootstrap import format_interval
 from aunet.files import copy_atomically, format_number
-from aunet.guards import command_line
 from aunet.models import NEEDS_FAN, USES_FAN
 from aunet.runs import (
     METRICS_FILE,
-    RUNS_ROOT,
     best_checkpoint,
     last_checkpoint,
     new_run_folder,
     resume_checkpoint,
     run_root,
 )
+from aunet.synthetic import draw as synthetic
 from aunet.training.checkpoint_io import CheckpointError
 from data_prep import synthetic as data_prep_synthetic
 
@@ -142,7 +143,7 @@ def expected_draw_seconds(path: Path, landmark_only: bool) -> tuple[int, float, 
     """The frames ``data_prep synthetic`` draws into ``path``, its expected seconds, its workers.
 
     Its own defaults (subjects, frames, size, workers) scale a short timing of a few frames
-    (:func:`aunet.data.synthetic.expected_write_seconds`).
+    (:func:`aunet.synthetic.draw.expected_write_seconds`).
     """
     parser = argparse.ArgumentParser()
     data_prep_synthetic.configure(parser)
@@ -178,7 +179,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
             f"{store}: no such landmark store; build one with `make prep DATA=300w-lp`"
         )
     name = store.stem.removesuffix("_landmarks")
-    folder = new_run_folder(RUNS_ROOT / "fan" / name / "official")
+    folder = new_run_folder(run_root("fan", name, None))
     configs = [EXPERIMENTS / "fan.yaml", EXPERIMENTS / "data" / f"{store.stem}.yaml"]
     command = [executable("aunet-fan"), "fit"]
     for config in configs:
@@ -358,8 +359,9 @@ def plan_cross_validation(
 ) -> cv.CVPlan:
     """The plan of ``make cv``: one run per fold (or one on the official partitions) and seed.
 
-    ``train_subjects`` makes it a point of the data-efficiency study (:mod:`aunet.curve`), in a
-    folder of its own; ``folds`` trains only those folds (default: all three).
+    ``train_subjects`` makes it a point of the data-efficiency study
+    (:mod:`aunet.evaluation.curve`), in a folder of its own; ``folds`` trains only those folds
+    (default: all three).
 
     Tasks are numbered seed by seed: seed 0's folds are tasks 1-3 (as before seeds), seed 1's
     4-6, and so on (one task per seed on official partitions).
@@ -721,11 +723,12 @@ def data_efficiency_curve(
     """``make curve``: cross-validate each experiment on each number of training subjects.
 
     Every point is a cross-validation of its own (:func:`plan_cross_validation` with
-    ``train_subjects``) under the dataset's study settings (:func:`aunet.curve.settings_flags`,
-    then ``extra``) and folds (``folds``, else :data:`aunet.curve.QUICK_FOLDS`, else all).
-    Locally the points run one after another, each skipping the runs that finished, and the
-    curve follows; on SLURM each point is a job array with its report job, as ``make cv``'s,
-    and the curve a job that waits for every report.
+    ``train_subjects``) under the dataset's study settings
+    (:func:`aunet.evaluation.curve.settings_flags`, then ``extra``) and folds (``folds``, else
+    :data:`aunet.evaluation.curve.QUICK_FOLDS`, else all). Locally the points run one after
+    another, each skipping the runs that finished, and the curve follows; on SLURM each point is a
+    job array with its report job, as ``make cv``'s, and the curve a job that waits for every
+    report.
 
     Raises:
         LaunchError: for fewer than one seed, a number of subjects above the folds' count, or
@@ -796,9 +799,9 @@ def robustness_study(
 
     The model is ``checkpoint``, else ``last.ckpt`` of the fold-1 run of the experiment on the
     dataset (the official run for FERA) that finished last
-    (:func:`aunet.robustness.latest_checkpoint`), else a fold-1 run trained now with ``extra``
-    (``make train``'s path). The study is logged to W&B as ``aunet fit``'s ``--run.wandb`` and
-    ``--run.wandb_project`` in ``extra`` say. Returns the folder of the results.
+    (:func:`aunet.evaluation.robustness.latest_checkpoint`), else a fold-1 run trained now with
+    ``extra`` (``make train``'s path). The study is logged to W&B as ``aunet fit``'s
+    ``--run.wandb`` and ``--run.wandb_project`` in ``extra`` say. Returns the folder of the results.
     """
     config_files(experiment, dataset)
     if checkpoint is None:
@@ -938,7 +941,7 @@ def main(argv: list[str] | None = None) -> None:
     """The launcher's command line (``--`` separates flags for ``aunet fit``).
 
     Errors in the request (an unknown experiment, nothing to resume, a failed fit) end it with
-    one line and status 2; Ctrl-C with status 130 (:func:`aunet.guards.command_line`).
+    one line and status 2; Ctrl-C with status 130 (:func:`aunet.cli.guards.command_line`).
     """
     errors = (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError,
               CheckpointError, curves.CurveError)  # fmt: skip

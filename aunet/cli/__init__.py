@@ -1,0 +1,1 @@
+"""The command lines of training: ``aunet`` and ``aunet-fan`` (LightningCLI), their guards, W&B."""

@@ -1,0 +1,1 @@
+"""Evaluation: cross-validation, the paper's tables, robustness, data efficiency, statistics."""

@@ -1,0 +1,1 @@
+"""The experiment launcher behind the make targets: ``python -m aunet.launch``."""

@@ -1,0 +1,5 @@
+"""``python -m aunet.launch``: the launcher's command line."""
+
+from aunet.launch.launcher import main
+
+main()
