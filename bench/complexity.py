@@ -25,7 +25,7 @@ from torch import nn
 
 from aunet.evaluation.paper_results import PAPER_TABLE_5
 from aunet.evaluation.tables import METHOD_NAMES
-from aunet.launch.launcher import experiment_names
+from aunet.launch import experiment_names
 from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
 
 ROOT = Path(__file__).resolve().parent.parent

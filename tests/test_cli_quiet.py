@@ -25,9 +25,9 @@ import yaml
 from factories import write_store
 from pytorch_lightning.cli import LightningArgumentParser
 
+from aunet import launch
 from aunet.cli.fit import main as aunet_main
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch import launcher as launch
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.training.notices import (
     LEAFSPEC_MODULE,

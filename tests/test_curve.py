@@ -14,11 +14,11 @@ from checkpoint_factories import make_command, run_make, tiny_disfa_project
 from factories import write_store
 from wandb_records import records_of, run_records, wait_for_exit
 
+from aunet import launch
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS, disfa_fold, nested_subjects
 from aunet.evaluation import curve, cv
-from aunet.launch import launcher as launch
-from aunet.launch.launcher import LaunchError, plan_cross_validation, task_fit_command
+from aunet.launch import LaunchError, plan_cross_validation, slurm, studies, task_fit_command
 
 REPO = Path(__file__).resolve().parents[1]
 SUBJECTS = [f"P{k:02d}" for k in range(18)]
@@ -188,10 +188,10 @@ def test_the_curve_on_slurm_is_a_cv_per_point_then_a_curve_job_after_every_repor
     write_store(project / "data" / "disfa.h5", DISFA_SUBJECTS, 1, dataset="disfa")
     submitted, jobs = [], []
     monkeypatch.setattr(
-        launch, "submit_to_slurm",
+        studies, "submit_to_slurm",
         lambda plan, *_: submitted.append(plan) or ("10", str(20 + len(submitted))),
     )  # fmt: skip
-    monkeypatch.setattr(launch, "sbatch", lambda arguments, env: jobs.append(arguments) or "30")
+    monkeypatch.setattr(slurm, "sbatch", lambda arguments, env: jobs.append(arguments) or "30")
     launch.data_efficiency_curve("disfa", ["adapt", "reparam"], (2, "all"), [1, 3], "slurm",
                                  None, "last", ["--run.wandb", "offline"])  # fmt: skip
     assert [(p.experiment, p.train_subjects) for p in submitted] == [

@@ -13,22 +13,23 @@ import yaml
 from checkpoint_factories import make_command, run_make, tiny_disfa_project, untrained_run
 from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
+from aunet import launch
 from aunet.aus import DATASET_AUS
 from aunet.data.datamodule import AUDataModule
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.evaluation import cv
 from aunet.evaluation.bootstrap import BootstrapSettings, intervals, seed_mean_intervals
-from aunet.launch import launcher as launch
-from aunet.launch.launcher import (
+from aunet.launch import (
     LaunchError,
+    configs,
     cross_validate_locally,
     fit_command,
     flag_value,
     plan_cross_validation,
     task_fit_command,
 )
-from aunet.launch.launcher import main as launch_main
+from aunet.launch import main as launch_main
 from aunet.metrics import icc, mse
 from aunet.runs import best_checkpoint
 
@@ -507,7 +508,7 @@ def test_more_seeds_extend_a_plan_and_train_only_the_new_runs(project, monkeypat
         trained.append((fold, seed))
         finished_run(run_dir, seed_predictions(seed, np.random.default_rng(seed))[fold - 1])
 
-    monkeypatch.setattr(launch, "run", fake_fit)
+    monkeypatch.setattr(configs, "run", fake_fit)
     extra = ["--run.wandb", "disabled"]
     first = plan_cross_validation("adapt", "disfa", None, "last", extra)
     cross_validate_locally(first)

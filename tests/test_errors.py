@@ -44,7 +44,7 @@ from raw_datasets import (
 )
 from scipy.io import savemat
 
-from aunet import runs
+from aunet import launch, runs
 from aunet.aus import AU_LOCATIONS
 from aunet.cli.fit import fit_error_reason
 from aunet.cli.fit import main as aunet_main
@@ -58,7 +58,6 @@ from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS
 from aunet.data.store import FrameStore, StoreError
 from aunet.inference.predict import main as predict_main
-from aunet.launch import launcher as launch
 from aunet.models import FAN, FANConfig, load_fan, save_fan
 from aunet.models.registry import STRATEGIES
 from aunet.models.resnet import ResNet18

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aunet import shipped_fan
-from aunet.launch import launcher as launch
+from aunet import launch, shipped_fan
+from aunet.launch import configs, inputs
 from aunet.models import LIGHT_FAN_CONFIG, FANConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def commands(tmp_path, monkeypatch) -> list[list[str]]:
             folder.mkdir(parents=True)
             (folder / "last.ckpt").write_bytes(b"fan")
 
-    monkeypatch.setattr(launch, "run", record)
+    monkeypatch.setattr(configs, "run", record)
     return recorded
 
 
@@ -98,8 +98,8 @@ def test_the_synthetic_default_trains_from_the_shipped_fan_or_the_one_make_fan_b
 
 def test_a_path_inside_the_working_folder_is_named_relative_to_it(tmp_path):
     inside = tmp_path / "aunet" / "assets" / "fan.pt"
-    assert launch._relative_if_below(inside, tmp_path) == "aunet/assets/fan.pt"
-    assert launch._relative_if_below(inside, tmp_path / "elsewhere") == str(inside)
+    assert inputs._relative_if_below(inside, tmp_path) == "aunet/assets/fan.pt"
+    assert inputs._relative_if_below(inside, tmp_path / "elsewhere") == str(inside)
 
 
 def test_without_a_fan_random_backbone_has_the_synthetic_fans_architecture():

@@ -38,10 +38,10 @@ import torch
 import yaml
 from raw_datasets import make_bp4d, make_disfa
 
+from aunet import launch
 from aunet.aus import DATASET_AUS
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.evaluation import cv
-from aunet.launch import launcher as launch
 from aunet.models import FAN, build_strategy, load_fan
 from aunet.models.fan import OFFICIAL_2DFAN4_CONFIG
 

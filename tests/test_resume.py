@@ -18,7 +18,7 @@ from aunet.cli.fit import AUCLI, FANCLI, fan_main
 from aunet.cli.fit import main as aunet_main
 from aunet.cli.wandb_runs import wandb_run_id
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch.launcher import resumable_run
+from aunet.launch import resumable_run
 from aunet.models import FAN, FANConfig, save_fan
 from aunet.runs import best_checkpoint, resume_checkpoint
 from aunet.training.requeue import SlurmRequeue, next_hpc_checkpoint

@@ -12,12 +12,12 @@ from checkpoint_factories import make_command, run_make, tiny_disfa_project, unt
 from factories import draw_face, face_landmarks, write_store
 from wandb_records import artifact_table, config_of, records_of, run_records, wait_for_exit
 
+from aunet import launch
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
 from aunet.evaluation import cv, robustness
 from aunet.faces.crop import transform_points
 from aunet.files import pyplot
-from aunet.launch import launcher as launch
 
 REPO = Path(__file__).resolve().parents[1]
 

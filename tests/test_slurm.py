@@ -22,7 +22,7 @@ from factories import write_store
 
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.evaluation import cv
-from aunet.launch.launcher import (
+from aunet.launch import (
     plan_cross_validation,
     slurm_fold,
     slurm_trainer_flags,

@@ -13,6 +13,7 @@ from checkpoint_factories import make_command, run_make, save_checkpoint, tiny_d
 from test_cv import finished_run
 from torch import nn
 
+from aunet import launch
 from aunet.aus import DATASET_AUS
 from aunet.evaluation import cv, tables
 from aunet.evaluation.bootstrap import BootstrapSettings, intervals
@@ -23,7 +24,7 @@ from aunet.evaluation.paper_results import (
     PAPER_TABLE_5,
     PAPER_TABLES,
 )
-from aunet.launch import launcher as launch
+from aunet.launch import slurm, studies
 from aunet.models import FANConfig
 from aunet.training import AUHeatmapModule
 
@@ -410,8 +411,8 @@ def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsy
         trained.append(plan.experiment)
         fake_report(cv.CV_ROOT, plan.experiment, extra=plan.extra)
 
-    monkeypatch.setattr(launch, "cross_validate_locally", fake_cross_validation)
-    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
+    monkeypatch.setattr(studies, "cross_validate_locally", fake_cross_validation)
+    monkeypatch.setattr(studies, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
         e, d, f, c, tuple(x), ()))  # fmt: skip
     monkeypatch.setitem(ICC, "resnet18", {"AU01": 0.1, "AU02": 0.1, "AU04": 0.1})
     monkeypatch.setitem(MSE, "resnet18", {"AU01": 1.0, "AU02": 1.0, "AU04": 1.0})
@@ -429,13 +430,13 @@ def test_table_on_slurm_submits_the_missing_and_a_table_job_after_their_reports(
     reports, monkeypatch
 ):
     submitted, jobs = [], []
-    monkeypatch.setattr(launch, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
+    monkeypatch.setattr(studies, "plan_cross_validation", lambda e, d, f, c, x, s=1: cv.CVPlan(
         e, d, f, c, tuple(x), ()))  # fmt: skip
     monkeypatch.setattr(
-        launch, "submit_to_slurm",
+        studies, "submit_to_slurm",
         lambda plan, *_: submitted.append(plan.experiment) or ("10", str(20 + len(submitted))),
     )  # fmt: skip
-    monkeypatch.setattr(launch, "sbatch", lambda arguments, env: jobs.append(arguments) or "30")
+    monkeypatch.setattr(slurm, "sbatch", lambda arguments, env: jobs.append(arguments) or "30")
     launch.table("disfa", ["resnet18", "finetune", "scratch"], "slurm", None, "last",
                  ["--run.wandb", "offline"], ["--partition=gpu"])  # fmt: skip
     assert submitted == ["finetune", "resnet18"]

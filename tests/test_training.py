@@ -16,7 +16,7 @@ from aunet.cli.fit import AUCLI
 from aunet.cli.fit import main as aunet_main
 from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
-from aunet.launch.launcher import experiment_names
+from aunet.launch import experiment_names
 from aunet.models import FAN, LIGHT_FAN_CONFIG, FANConfig, load_fan, save_fan
 from aunet.runs import resume_checkpoint
 from aunet.training import AUHeatmapModule, au_module

@@ -1,5 +1,5 @@
 """``python -m aunet.launch``: the launcher's command line."""
 
-from aunet.launch.launcher import main
+from aunet.launch.command_line import main
 
 main()
