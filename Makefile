@@ -37,7 +37,7 @@ FOLDS ?=
 	bench-gpu table curve robustness clean
 
 # In the `## ` texts that `make help` lists, a bare VAR=value is VAR's default above (the same
-# value: tests/test_cli_quiet.py checks), [VAR=...] an optional setting and VAR=<...> a
+# value: tests/cli/test_cli_quiet.py checks), [VAR=...] an optional setting and VAR=<...> a
 # placeholder.
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort

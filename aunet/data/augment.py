@@ -24,7 +24,7 @@ datasets is scored for the whole face, and the left/right Gaussians of Table 1 a
 the re-indexed landmarks, so they swap with them.
 
 All 68 points are kept wherever they land (``remove_invisible=False``), and unknown (NaN)
-landmarks stay NaN through every step (``tests/test_augment.py`` checks both).
+landmarks stay NaN through every step (``tests/data/test_augment.py`` checks both).
 """
 
 from __future__ import annotations

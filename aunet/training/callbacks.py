@@ -78,7 +78,7 @@ class RepairRestartAtEpochEnd(Callback):
     "mid-epoch", so the next epoch is never counted as started: its ``on_train_epoch_start``
     hooks do not run, and a checkpoint saved within it resumes as a fresh epoch and repeats its
     steps (a run killed twice ended 8 steps past an uninterrupted one, in
-    ``tests/test_preemption.py``). Clearing the stage once the epoch has been counted makes the
+    ``tests/training/test_preemption.py``). Clearing the stage once the epoch has been counted makes the
     next epoch start as a new one.
     """
 

@@ -30,7 +30,7 @@ from data_prep.common import parts_folder
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KILLS = 10
 SEED = 20260422
 

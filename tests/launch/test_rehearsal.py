@@ -45,7 +45,7 @@ from aunet.evaluation import cv
 from aunet.models import FAN, build_strategy, load_fan
 from aunet.models.fan import OFFICIAL_2DFAN4_CONFIG
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((REPO / "experiments" / "base.yaml").read_text())
 MAX_EPOCHS = BASE["trainer"]["max_epochs"]
 RESTART_EVERY = BASE["model"]["init_args"]["cosine_period_epochs"]

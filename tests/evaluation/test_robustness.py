@@ -19,7 +19,7 @@ from aunet.evaluation import cv, robustness
 from aunet.faces.crop import transform_points
 from aunet.files import pyplot
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_box_noise_shifts_the_crop_by_the_noise_scaled_to_the_stores_side():

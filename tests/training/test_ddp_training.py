@@ -26,7 +26,7 @@ from aunet.training import AUHeatmapModule
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 AUNET = str(Path(sys.executable).with_name("aunet"))
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 
@@ -59,7 +59,7 @@ def common_args(
 
 def run_aunet(arguments: list[str]) -> None:
     """``aunet`` in a child process, which can import this module's callbacks."""
-    path = os.pathsep.join([str(EXPERIMENTS.parent), str(Path(__file__).parent)])
+    path = os.pathsep.join([str(EXPERIMENTS.parent), str(Path(__file__).parents[1])])
     environment = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([AUNET, *arguments], env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

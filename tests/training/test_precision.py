@@ -24,7 +24,7 @@ from aunet.inference.predictor import load_predictor
 from aunet.training import AUHeatmapModule
 from aunet.training.precision import AUNetTrainer, choose_precision
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 @pytest.mark.parametrize(

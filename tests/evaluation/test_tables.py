@@ -28,7 +28,7 @@ from aunet.launch import slurm, studies
 from aunet.models import FANConfig
 from aunet.training import AUHeatmapModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUS = ("AU01", "AU02", "AU04")
 # Two small FAN layouts, so that rows over them cost visibly different amounts.
 FAN_A = FANConfig(width=16, depth=2)

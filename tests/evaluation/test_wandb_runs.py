@@ -12,7 +12,7 @@ from aunet.cli.wandb_runs import start_summary_run
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.models import FAN, FANConfig, save_fan
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def write_inputs(folder: Path) -> tuple[Path, Path]:

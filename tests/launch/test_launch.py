@@ -19,7 +19,7 @@ from aunet import launch, shipped_fan
 from aunet.launch import configs, inputs
 from aunet.models import LIGHT_FAN_CONFIG, FANConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STORE = Path("data/synthetic.h5")
 LANDMARKS = Path("data/synthetic_landmarks.h5")
 SYNTHETIC_FAN = Path("checkpoints/fan_synthetic.ckpt")

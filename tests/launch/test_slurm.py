@@ -31,7 +31,7 @@ from aunet.launch import (
 from aunet.metrics import icc
 from aunet.models import FAN, FANConfig, save_fan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "experiments" / "slurm"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 

@@ -33,7 +33,7 @@ from aunet.launch import main as launch_main
 from aunet.metrics import icc, mse
 from aunet.runs import best_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUS = ("AU01", "AU02", "AU04")
 
 

@@ -23,7 +23,7 @@ from aunet.models import FAN, FANConfig, save_fan
 from aunet.runs import best_checkpoint, resume_checkpoint
 from aunet.training.requeue import SlurmRequeue, next_hpc_checkpoint
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 #: Fold 1 of a 2-frames-per-subject DISFA store trains on 36 frames: 4 batches of 8 per epoch.
 STEPS_PER_EPOCH = 4

@@ -15,7 +15,7 @@ from checkpoint_factories import save_checkpoint, untrained_module
 from aunet.cli.fit import fit_error_reason
 from aunet.cli.guards import DEBUG_VARIABLE, Terminated, command_line
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def console(main, **options):

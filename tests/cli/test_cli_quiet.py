@@ -38,7 +38,7 @@ from aunet.training.notices import (
 )
 from aunet.training.precision import AUNetTrainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)
 #: Three of the four notices every fit printed (aunet.training.notices); the fourth, the

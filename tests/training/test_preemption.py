@@ -35,7 +35,7 @@ from aunet.runs import resume_checkpoint
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 EPOCHS = 4
 KILLS = 10

@@ -66,7 +66,7 @@ from aunet.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
 from data_prep.__main__ import run as data_prep
 from data_prep.common import ConversionError, lock_path, part_path, parts_folder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = REPO / "docs" / "errors.md"
 EXPERIMENTS = REPO / "experiments"
 TINY_FAN = FANConfig(num_stacks=1, width=16, depth=2, kernel_size=3, num_landmarks=68)

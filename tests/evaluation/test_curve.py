@@ -20,7 +20,7 @@ from aunet.data.folds import DISFA_FOLDS, DISFA_SUBJECTS, disfa_fold, nested_sub
 from aunet.evaluation import curve, cv
 from aunet.launch import LaunchError, plan_cross_validation, slurm, studies, task_fit_command
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = [f"P{k:02d}" for k in range(18)]
 
 

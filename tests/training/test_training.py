@@ -21,7 +21,7 @@ from aunet.models import FAN, LIGHT_FAN_CONFIG, FANConfig, load_fan, save_fan
 from aunet.runs import resume_checkpoint
 from aunet.training import AUHeatmapModule, au_module
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 AU_EXPERIMENTS = [name for name in experiment_names() if name != "fan"]
 
 

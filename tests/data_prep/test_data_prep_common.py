@@ -25,7 +25,7 @@ from data_prep.common import (
     read_label_file,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_label_file_reading(tmp_path):
