@@ -20,7 +20,7 @@ import torch
 
 from aunet.aus import DATASET_AUS
 from aunet.evaluation.bootstrap import BootstrapSettings, intervals, paired_difference
-from aunet.evaluation.cv import Predictions
+from aunet.evaluation.predictions import Predictions
 from aunet.metrics import icc
 from bench.common import best_time, record
 

@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 
 from aunet.evaluation.paper_results import PAPER_TABLE_5
-from aunet.evaluation.tables import METHOD_NAMES
+from aunet.evaluation.table_rows import METHOD_NAMES
 from aunet.launch import experiment_names
 from aunet.models import FAN, FANConfig, build_strategy, measure_architecture
 

@@ -7,8 +7,9 @@ per-sample pipeline would, and the DataLoader then collates them. Both run on th
 the same process; the ratio is naive time over batched time.
 
 :func:`numpy_targets` is written from Table 1 (:data:`aunet.aus.AU_LOCATIONS`) and Eq. 1 as
-:mod:`aunet.heatmaps` reads it, without any of that module's code, so that ``tests/bench/test_bench.py``
-can use it as an independent reference for :func:`aunet.heatmaps.au_targets`.
+:mod:`aunet.heatmaps` reads it, without any of that module's code, so that
+``tests/bench/test_bench.py`` can use it as an independent reference for
+:func:`aunet.heatmaps.au_targets`.
 
 Run ``python -m bench.heatmaps [--batch-size 48]``; figures go to ``bench/BENCHMARKS.md``
 under "Heatmap targets".

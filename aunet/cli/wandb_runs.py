@@ -168,7 +168,7 @@ def start_summary_run(folder: Path, mode: WandbMode, project: str, **settings: A
     return wandb.init(
         project=project,
         # Absolute: given a relative dir, a second run opened after this process changed
-        # directory wrote no run file under it (tests/evaluation/test_wandb_runs.py).
+        # directory wrote no run file under it (tests/training/test_wandb_runs.py).
         dir=str(Path(folder).resolve()),
         id=wandb_run_id(folder),
         resume="allow",

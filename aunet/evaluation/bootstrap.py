@@ -34,7 +34,7 @@ from aunet.metrics import (
 )
 
 if TYPE_CHECKING:  # cv imports this module; the type only
-    from aunet.evaluation.cv import Predictions
+    from aunet.evaluation.predictions import Predictions
 
 #: Defaults: resamples (enough for the 2.5% and 97.5% percentiles to be stable to about
 #: 0.005 ICC on DISFA-sized data), the generator's seed, and the interval's coverage.

@@ -63,6 +63,7 @@ from aunet.data.framing import Reframe
 from aunet.data.store import FrameStore
 from aunet.evaluation import cv
 from aunet.evaluation.bootstrap import DEFAULT_SETTINGS, format_interval, intervals
+from aunet.evaluation.predictions import CVError, Predictions, require_same_aus, run_data
 from aunet.faces.crop import CropBox, crop_affine, transform_points
 from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
 from aunet.runs import last_checkpoint, latest_finished_run
@@ -271,8 +272,8 @@ def held_out_frames(checkpoint: Path, every: int = 1) -> HeldOut:
         RobustnessError: naming the file, when the run folder has no usable ``config.yaml``.
     """
     try:
-        data = cv.run_data(checkpoint.parent.parent)
-    except cv.CVError as error:
+        data = run_data(checkpoint.parent.parent)
+    except CVError as error:
         raise RobustnessError(
             f"{error}; --ckpt must be <run folder>/checkpoints/<name>.ckpt of an `aunet fit` run"
         ) from None
@@ -293,7 +294,7 @@ def predict_perturbed(
     seed: int,
     device: torch.device,
     fallback_anchors: np.ndarray | None = None,
-) -> cv.Predictions:
+) -> Predictions:
     """Predict every held-out frame with its crop perturbed at ``noise_px``."""
     dataset = PerturbedFrames(
         frames.store, frames.rows["index"], frames.image_size, noise_px, mode, seed,
@@ -310,7 +311,7 @@ def predict_perturbed(
         intensities, _ = model.predict_intensities(batch["image"].to(device))
         predicted.append(intensities.double().cpu().numpy())
         true.append(batch["au"].double().numpy())
-    return cv.Predictions.of_held_out(
+    return Predictions.of_held_out(
         frames.au_names, frames.rows, np.concatenate(true), np.concatenate(predicted)
     )
 
@@ -338,7 +339,7 @@ def robustness_curve(
     frames = held_out_frames(Path(checkpoint), every)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_module(checkpoint)  # weights-only read
-    cv.require_same_aus(model.au_names, frames.au_names, checkpoint, frames.store.path)
+    require_same_aus(model.au_names, frames.au_names, checkpoint, frames.store.path)
     model.to(device).eval()
     anchors = (
         store_fallback_anchors(frames.store)

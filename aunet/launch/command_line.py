@@ -10,7 +10,9 @@ from pathlib import Path
 
 from aunet.cli.guards import command_line
 from aunet.evaluation import curve as curves
-from aunet.evaluation import cv, robustness, tables
+from aunet.evaluation import cv, robustness
+from aunet.evaluation.predictions import CVError, run_predictions
+from aunet.evaluation.table_rows import EXPERIMENT_ORDER, TableError, order_experiments
 from aunet.launch.configs import LaunchError
 from aunet.launch.inputs import SYNTHETIC_LANDMARK_STORE, pretrain_fan
 from aunet.launch.local import cross_validate_locally, plan_cross_validation, report, train
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     table_parser = commands.add_parser("table", help="cross-validate experiments, make the table")
     table_parser.add_argument("--data", default="synthetic", help="dataset (experiments/data/)")
     table_parser.add_argument(
-        "--exps", nargs="+", default=list(tables.EXPERIMENT_ORDER),
+        "--exps", nargs="+", default=list(EXPERIMENT_ORDER),
         help="experiments, the table's rows (default: all but fan)",
     )  # fmt: skip
     table_parser.add_argument("--launch", choices=("local", "slurm"), default="local")
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "table-report", help="(re)make the table from the reports that exist"
     )
     remake_parser.add_argument("--data", default="synthetic", help="dataset")
-    remake_parser.add_argument("--exps", nargs="+", default=list(tables.EXPERIMENT_ORDER))
+    remake_parser.add_argument("--exps", nargs="+", default=list(EXPERIMENT_ORDER))
     for name, text in (
         ("curve", "data-efficiency study: cross-validate on 1, 2, 4, 9, all subjects"),
         ("curve-report", "(re)make the curve from the points' reports that exist"),
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     Errors in the request (an unknown experiment, nothing to resume, a failed fit) end it with
     one line and status 2; Ctrl-C with status 130 (:func:`aunet.cli.guards.command_line`).
     """
-    errors = (LaunchError, cv.CVError, tables.TableError, robustness.RobustnessError,
+    errors = (LaunchError, CVError, TableError, robustness.RobustnessError,
               CheckpointError, curves.CurveError)  # fmt: skip
     # SIGTERM keeps its default: a fit the launcher runs is its own process, which checkpoints.
     command_line("aunet.launch", errors, catch_sigterm=False)(lambda: _run(argv))()
@@ -173,14 +175,14 @@ def _run(argv: list[str] | None) -> None:
         slurm_fold(args.plan, args.task)
     elif args.command == "cv-predict":
         plan = cv.CVPlan.load(args.plan)
-        cv.run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
+        run_predictions(plan.task(args.task).run_dir, plan.checkpoint)
     elif args.command == "cv-report":
         report(cv.CVPlan.load(args.plan))
     elif args.command == "table":
         table(args.data, args.exps, args.launch, args.fan, args.checkpoint, extra,
               shlex.split(args.sbatch), shlex.split(args.sbatch_fold), args.seeds)  # fmt: skip
     elif args.command == "table-report":
-        write_table(args.data, tables.order_experiments(args.exps), extra)
+        write_table(args.data, order_experiments(args.exps), extra)
     elif args.command == "curve":
         data_efficiency_curve(args.data, args.exps, curves.parse_sizes(args.subjects), args.folds,
                               args.launch, args.fan, args.checkpoint, extra,

@@ -12,6 +12,7 @@ from aunet import progress
 from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.evaluation import cv
 from aunet.evaluation.bootstrap import format_interval
+from aunet.evaluation.predictions import run_predictions
 from aunet.files import format_number
 from aunet.launch import configs
 from aunet.launch.configs import LaunchError, config_files, executable, wandb_settings
@@ -207,7 +208,7 @@ def cross_validate_locally(plan: cv.CVPlan) -> dict:
         else:
             print(f"\n{task.label}: training in {task.run_dir}")
             configs.run(task_fit_command(plan, task))
-        cv.run_predictions(task.run_dir, plan.checkpoint)
+        run_predictions(task.run_dir, plan.checkpoint)
     return report(plan)
 
 

@@ -11,6 +11,12 @@ from aunet.data.folds import FOLD_DATASETS, NUM_FOLDS
 from aunet.data.store import StoreError
 from aunet.evaluation import curve as curves
 from aunet.evaluation import robustness, tables
+from aunet.evaluation.table_rows import (
+    missing_experiments,
+    order_experiments,
+    report_file,
+    table_folder,
+)
 from aunet.launch.configs import LaunchError, config_files, data_path, wandb_settings
 from aunet.launch.inputs import prepare_stores
 from aunet.launch.local import (
@@ -48,11 +54,11 @@ def table(
         LaunchError: for fewer than one seed.
     """
     require_seeds(seeds)
-    ordered = tables.order_experiments(experiments)
-    missing = tables.missing_experiments(ordered, dataset, seeds=seeds)
+    ordered = order_experiments(experiments)
+    missing = missing_experiments(ordered, dataset, seeds=seeds)
     for name in ordered:
         if name not in missing:
-            print(f"{name}: {tables.report_file(name, dataset)} exists; not running it again")
+            print(f"{name}: {report_file(name, dataset)} exists; not running it again")
     if launch == "local":
         for name in missing:
             print(f"\n=== {name} on {dataset}: cross-validation", flush=True)
@@ -73,11 +79,11 @@ def table(
         write_table(dataset, ordered, extra)
         return
     build = ["table-report", "--data", dataset, "--exps", *ordered, "--", *extra]
-    job = submit_summary_job(f"table-{dataset}", tables.table_folder(dataset), build,
+    job = submit_summary_job(f"table-{dataset}", table_folder(dataset), build,
                              report_jobs, sbatch_args)  # fmt: skip
     print(
         f"submitted table job {job} after report jobs {', '.join(report_jobs)}: "
-        f"{tables.table_folder(dataset)}/table.md once it ends"
+        f"{table_folder(dataset)}/table.md once it ends"
     )
 
 

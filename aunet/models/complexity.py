@@ -107,8 +107,8 @@ def measure(model: nn.Module, image_size: int | None) -> Complexity:
 def measure_architecture(build: Callable[[], nn.Module], image_size: int | None) -> Complexity:
     """:func:`measure` the network that ``build()`` makes, built on the ``meta`` device.
 
-    The counts equal those of the same network built on a CPU (``tests/models/test_models_complexity.py``
-    checks it), at no cost in memory or arithmetic.
+    The counts equal those of the same network built on a CPU
+    (``tests/models/test_models_complexity.py`` checks it), at no cost in memory or arithmetic.
     """
     with torch.device("meta"):
         model = build()

@@ -78,8 +78,8 @@ class RepairRestartAtEpochEnd(Callback):
     "mid-epoch", so the next epoch is never counted as started: its ``on_train_epoch_start``
     hooks do not run, and a checkpoint saved within it resumes as a fresh epoch and repeats its
     steps (a run killed twice ended 8 steps past an uninterrupted one, in
-    ``tests/training/test_preemption.py``). Clearing the stage once the epoch has been counted makes the
-    next epoch start as a new one.
+    ``tests/training/test_preemption.py``). Clearing the stage once the epoch has been counted
+    makes the next epoch start as a new one.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -12,7 +12,7 @@ from factories import write_store
 from aunet.data.datamodule import AUDataModule
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.framing import Reframe, face_alignment_box, framing_for
-from aunet.evaluation.cv import run_data
+from aunet.evaluation.predictions import run_data
 from aunet.faces.crop import crop_face
 from aunet.models import FAN, save_fan
 

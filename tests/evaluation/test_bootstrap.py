@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_metrics import pingouin_icc31
+from references import pingouin_icc31
 
 from aunet.evaluation.bootstrap import (
     BootstrapSettings,
@@ -16,7 +16,7 @@ from aunet.evaluation.bootstrap import (
     seed_mean_intervals,
     subject_draws,
 )
-from aunet.evaluation.cv import Predictions
+from aunet.evaluation.predictions import Predictions
 from aunet.metrics import icc, mse
 
 

@@ -20,6 +20,7 @@ from aunet.data.dataset import FrameDataset, collate_frames
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.evaluation import cv
 from aunet.evaluation.bootstrap import BootstrapSettings, intervals, seed_mean_intervals
+from aunet.evaluation.predictions import checkpoint_file, predict_run
 from aunet.launch import (
     LaunchError,
     configs,
@@ -229,13 +230,13 @@ def test_checkpoint_choice(tmp_path):
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
     with pytest.raises(cv.CVError, match=r"no last\.ckpt"):
-        cv.checkpoint_file(folder.parent, "last")
+        checkpoint_file(folder.parent, "last")
     (folder / "last.ckpt").write_bytes(b"")
     with pytest.raises(cv.CVError, match=r"no best-epochNNN\.ckpt"):
-        cv.checkpoint_file(folder.parent, "best")
+        checkpoint_file(folder.parent, "best")
     (folder / "best-epoch004.ckpt").write_bytes(b"")
-    assert cv.checkpoint_file(folder.parent, "last").name == "last.ckpt"
-    assert cv.checkpoint_file(folder.parent, "best").name == "best-epoch004.ckpt"
+    assert checkpoint_file(folder.parent, "last").name == "last.ckpt"
+    assert checkpoint_file(folder.parent, "best").name == "best-epoch004.ckpt"
 
 
 def test_the_best_checkpoint_is_the_latest_epochs_latest_version_whatever_the_file_times(
@@ -251,7 +252,7 @@ def test_the_best_checkpoint_is_the_latest_epochs_latest_version_whatever_the_fi
         os.utime(folder / name, (1000 - age, 1000 - age))  # v1 the oldest file, as after a copy
     (folder / "best-notes.ckpt").write_bytes(b"")  # not a name aunet writes: ignored
     assert best_checkpoint(folder.parent) == folder / "best-epoch100-v1.ckpt"
-    assert cv.checkpoint_file(folder.parent, "best") == folder / "best-epoch100-v1.ckpt"
+    assert checkpoint_file(folder.parent, "best") == folder / "best-epoch100-v1.ckpt"
     assert best_checkpoint(tmp_path / "elsewhere") is None
 
 
@@ -289,7 +290,7 @@ def test_predict_run_predicts_every_held_out_frame_with_the_checkpoint(tmp_path,
     run, module, data_config = untrained_run(tmp_path, fold=2, batch_size=5)
     store = data_config["path"]
     (tmp_path / "fan.pt").unlink()  # the checkpoint alone rebuilds the model
-    predictions = cv.predict_run(run, "last", device="cpu")
+    predictions = predict_run(run, "last", device="cpu")
     progress = capsys.readouterr().err.splitlines()  # the bar, one line per tenth off a terminal
     assert progress[-1].startswith(f"predicting {tmp_path.name}/run [####################] 100% "
                                    "4/4 batches")  # fmt: skip

@@ -16,6 +16,7 @@ from aunet import launch
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
 from aunet.evaluation import cv, robustness
+from aunet.evaluation.predictions import predict_run
 from aunet.faces.crop import transform_points
 from aunet.files import pyplot
 
@@ -81,7 +82,7 @@ def tiny_run(tmp_path: Path) -> Path:
 
 def test_zero_noise_is_the_plain_evaluation_and_noise_changes_it(tmp_path):
     run = tiny_run(tmp_path)
-    plain = cv.score(cv.predict_run(run, "last", device="cpu"))
+    plain = cv.score(predict_run(run, "last", device="cpu"))
     curve = robustness.robustness_curve(
         run / "checkpoints" / "last.ckpt", levels=[0, 40], device="cpu"
     )

@@ -15,7 +15,7 @@ from torch import nn
 
 from aunet import launch
 from aunet.aus import DATASET_AUS
-from aunet.evaluation import cv, tables
+from aunet.evaluation import cv, table_rows, tables
 from aunet.evaluation.bootstrap import BootstrapSettings, intervals
 from aunet.evaluation.paper_results import (
     AVERAGE,
@@ -23,6 +23,15 @@ from aunet.evaluation.paper_results import (
     PAPER_COMPARISONS,
     PAPER_TABLE_5,
     PAPER_TABLES,
+)
+from aunet.evaluation.table_rows import (
+    EXPERIMENT_ORDER,
+    METHOD_NAMES,
+    TableError,
+    missing_experiments,
+    order_experiments,
+    report_file,
+    table_folder,
 )
 from aunet.launch import slurm, studies
 from aunet.models import FANConfig
@@ -275,9 +284,9 @@ def test_each_row_is_counted_on_its_own_network_at_its_own_size_once(tmp_path, m
         runs, module = untrained_runs(Path(), experiment, fan, size)
         fake_report(cv.CV_ROOT, experiment, run_dirs=runs)
         expected[experiment] = (*independent_count(module, size), size)
-    counted, measure = [], tables.measure
+    counted, measure = [], table_rows.measure
     monkeypatch.setattr(
-        tables, "measure", lambda net, size: counted.append(size) or measure(net, size)
+        table_rows, "measure", lambda net, size: counted.append(size) or measure(net, size)
     )
     files = tables.build_table("disfa", ["finetune", "adapt"])
     assert sorted(counted) == [32, 64]  # six checkpoints, two networks
@@ -303,7 +312,7 @@ def test_rows_whose_folds_differ_or_whose_checkpoint_is_gone_are_named(tmp_path,
     runs, _ = untrained_runs(Path(), "adapt", FAN_A, 32, folds=2)
     other, _ = untrained_runs(Path("other"), "adapt", FAN_B, 32, folds=1)
     fake_report(cv.CV_ROOT, "adapt", run_dirs=[*runs, *other])
-    with pytest.raises(tables.TableError, match=r"adapt: its folds trained different networks"):
+    with pytest.raises(TableError, match=r"adapt: its folds trained different networks"):
         tables.build_table("disfa", ["adapt"])
     other[0].joinpath("checkpoints", "last.ckpt").unlink()
     markdown = tables.build_table("disfa", ["adapt"]).markdown.read_text()
@@ -385,23 +394,23 @@ def test_a_small_negative_value_prints_as_zero_not_minus_zero(tmp_path, monkeypa
 
 
 def test_no_report_and_mismatched_reports_fail_naming_the_files(tmp_path):
-    with pytest.raises(tables.TableError, match="no cross-validation report for disfa"):
+    with pytest.raises(TableError, match="no cross-validation report for disfa"):
         tables.build_table("disfa", ["scratch"], cv_root=tmp_path, out_root=tmp_path)
     fake_report(tmp_path, "scratch")
     fake_report(tmp_path, "adapt")
-    other = json.loads(tables.report_file("adapt", "disfa", tmp_path).read_text())
+    other = json.loads(report_file("adapt", "disfa", tmp_path).read_text())
     other["icc"] = {"AU06": 0.5}
-    tables.report_file("adapt", "disfa", tmp_path).write_text(json.dumps(other))
-    with pytest.raises(tables.TableError, match=r"adapt-disfa/report\.json scores other AUs"):
+    report_file("adapt", "disfa", tmp_path).write_text(json.dumps(other))
+    with pytest.raises(TableError, match=r"adapt-disfa/report\.json scores other AUs"):
         tables.build_table("disfa", ["scratch", "adapt"], cv_root=tmp_path, out_root=tmp_path)
-    with pytest.raises(tables.TableError, match="no table row for fan"):
-        tables.order_experiments(["scratch", "fan"])
+    with pytest.raises(TableError, match="no table row for fan"):
+        order_experiments(["scratch", "fan"])
 
 
 def test_every_au_experiment_is_a_row_of_the_default_table() -> None:
-    assert set(tables.EXPERIMENT_ORDER) == set(launch.experiment_names()) - {"fan"}
-    assert set(tables.METHOD_NAMES) == set(tables.EXPERIMENT_ORDER)
-    assert len(set(tables.METHOD_NAMES.values())) == len(tables.METHOD_NAMES)
+    assert set(EXPERIMENT_ORDER) == set(launch.experiment_names()) - {"fan"}
+    assert set(METHOD_NAMES) == set(EXPERIMENT_ORDER)
+    assert len(set(METHOD_NAMES.values())) == len(METHOD_NAMES)
 
 
 def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsys):
@@ -421,7 +430,7 @@ def test_table_skips_experiments_whose_report_exists(reports, monkeypatch, capsy
     assert trained == ["resnet18"]
     out = capsys.readouterr().out
     assert "scratch: runs/cv/scratch-disfa/report.json exists; not running it again" in out
-    markdown = (tables.table_folder("disfa") / "table.md").read_text()
+    markdown = (table_folder("disfa") / "table.md").read_text()
     assert "| ICC | Scratch |" in markdown and "|  | ResNet-18 |" in markdown
     assert "Reparametrisation" not in markdown.split("## The paper's")[0]  # not asked for
 
@@ -565,24 +574,24 @@ def with_seeds(path: Path, count: int, icc_sd: float, mse_sd: float) -> None:
 
 
 def test_a_row_of_seeds_shows_the_seed_mean_its_spread_and_how_many_seeds(reports):
-    with_seeds(tables.report_file("adapt", "disfa"), 3, icc_sd=0.0123, mse_sd=0.0456)
+    with_seeds(report_file("adapt", "disfa"), 3, icc_sd=0.0123, mse_sd=0.0456)
     files = tables.build_table("disfa", list(ICC))
     markdown = files.markdown.read_text()
     counts = [
-        f"{tables.METHOD_NAMES[name]} {3 if name == 'adapt' else 1}"
-        for name in tables.order_experiments(list(ICC))
+        f"{METHOD_NAMES[name]} {3 if name == 'adapt' else 1}"
+        for name in order_experiments(list(ICC))
     ]
     assert f"Seeds: {', '.join(counts)}. " in markdown
     section = table_lines(markdown, "| Method | ICC Avg. | 95% interval")
     rows = {cells(line)[0]: cells(line) for line in section[2:]}
-    adapt = next(row for name, row in rows.items() if name == tables.METHOD_NAMES["adapt"])
+    adapt = next(row for name, row in rows.items() if name == METHOD_NAMES["adapt"])
     assert adapt[1] == f"{_mean(ICC['adapt']):.2f} ± 0.012"
     assert adapt[3] == f"{_mean(MSE['adapt']):.2f} ± 0.046"
-    scratch = rows[tables.METHOD_NAMES["scratch"]]
+    scratch = rows[METHOD_NAMES["scratch"]]
     assert "±" not in scratch[1]  # one seed: no spread
     # The main table's cells are the reports' means, as before.
     main = [cells(line) for line in table_lines(markdown, "| ICC |")]
-    assert any(row[1] == tables.METHOD_NAMES["adapt"] and f"{_mean(ICC['adapt']):.2f}" in row[-1]
+    assert any(row[1] == METHOD_NAMES["adapt"] and f"{_mean(ICC['adapt']):.2f}" in row[-1]
                for row in main)  # fmt: skip
     ours = {(r["block"], r["experiment"]): r for r in files.rows if r["source"] == "aunet"}
     assert (ours["icc", "adapt"]["seeds"], ours["icc", "adapt"]["avg_sd"]) == (3, 0.0123)
@@ -590,8 +599,8 @@ def test_a_row_of_seeds_shows_the_seed_mean_its_spread_and_how_many_seeds(report
     assert ours["icc", "scratch"]["seeds"] == 1
     assert {r["seeds"] for r in files.rows if r["source"] != "aunet"} == {None}
     # `make table SEEDS=3` re-runs the experiments whose reports have fewer seeds.
-    assert tables.missing_experiments(list(ICC), "disfa", seeds=3) == ["scratch", "reparam"]
-    assert tables.missing_experiments(list(ICC), "disfa") == []
+    assert missing_experiments(list(ICC), "disfa", seeds=3) == ["scratch", "reparam"]
+    assert missing_experiments(list(ICC), "disfa") == []
 
 
 def test_rows_of_seeds_are_compared_with_the_best_as_their_seed_means(tmp_path, monkeypatch):

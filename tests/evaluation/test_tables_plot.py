@@ -10,18 +10,19 @@ from matplotlib.transforms import Bbox
 
 from aunet.evaluation import tables
 from aunet.evaluation.paper_results import AVERAGE
+from aunet.evaluation.table_rows import EXPERIMENT_ORDER, METHOD_NAMES, MethodResults
 
 AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU09", "AU12")
 
 
-def results(count: int) -> list[tables.MethodResults]:
+def results(count: int) -> list[MethodResults]:
     """``count`` methods whose tallest bars stand at the left, where a legend used to sit."""
     rows = []
-    for i, name in enumerate(tables.EXPERIMENT_ORDER[:count]):
+    for i, name in enumerate(EXPERIMENT_ORDER[:count]):
         icc = {au: 0.2 + 0.01 * k for k, au in enumerate(AUS)} | {"AU01": 0.6 + 0.02 * i}
         mse = {au: 0.5 for au in AUS} | {"AU01": 1.9, "AU04": None}
         icc[AVERAGE], mse[AVERAGE] = 0.3, 0.7
-        rows.append(tables.MethodResults(name, tables.METHOD_NAMES[name], icc, mse))
+        rows.append(MethodResults(name, METHOD_NAMES[name], icc, mse))
     return rows
 
 
@@ -49,7 +50,7 @@ def extents(artists, renderer) -> list[Bbox]:
     return [box for box in boxes if np.isfinite(box.bounds).all() and box.width > 0 < box.height]
 
 
-@pytest.mark.parametrize("count", [1, 3, 8, len(tables.EXPERIMENT_ORDER)])
+@pytest.mark.parametrize("count", [1, 3, 8, len(EXPERIMENT_ORDER)])
 def test_the_legend_covers_no_bar_and_no_label(tmp_path, monkeypatch, count):
     figure, renderer = drawn_figure(tmp_path, monkeypatch, count)
     (legend,) = [axis.get_legend() for axis in figure.axes if axis.get_legend()]
@@ -82,7 +83,7 @@ def test_axes_say_which_way_is_better(tmp_path, monkeypatch):
 
 def test_every_method_has_its_own_colour(tmp_path, monkeypatch):
     """All of ``make table``'s rows: more than a ten-colour cycle holds."""
-    figure, _ = drawn_figure(tmp_path, monkeypatch, len(tables.EXPERIMENT_ORDER))
+    figure, _ = drawn_figure(tmp_path, monkeypatch, len(EXPERIMENT_ORDER))
     legend = figure.axes[0].get_legend()
     colours = {tuple(handle.get_facecolor()) for handle in legend.legend_handles}
-    assert len(colours) == len(tables.EXPERIMENT_ORDER)
+    assert len(colours) == len(EXPERIMENT_ORDER)
