@@ -42,6 +42,9 @@ def atomic_path(path: str | os.PathLike, partial: Path | None = None) -> Iterato
         descriptor, name = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}"
         )
+        # mkstemp makes the file private (0600); results get the permissions any new file
+        # gets, so that collaborators on a shared cluster can read them.
+        os.fchmod(descriptor, 0o666 & ~_umask())
         os.close(descriptor)
         partial = Path(name)
     try:
@@ -60,6 +63,13 @@ def commit(partial: Path, path: Path) -> None:
     with open(partial, "rb") as written:
         os.fsync(written.fileno())
     os.replace(partial, path)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

@@ -80,3 +80,15 @@ def test_a_failed_copy_leaves_no_partial_target(tmp_path):
 )
 def test_numbers_print_at_their_digits_and_never_as_minus_zero(value, digits, expected):
     assert format_number(value, digits) == expected
+
+
+def test_a_written_file_gets_the_permissions_of_any_new_file_not_private_ones(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_json_atomically(tmp_path / "report.json", {"icc": 0.5})
+        with open(tmp_path / "plain.json", "w") as plain:
+            plain.write("{}")
+    finally:
+        os.umask(mask)
+    mode = (tmp_path / "report.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o644
