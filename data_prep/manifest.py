@@ -278,22 +278,31 @@ def _canonical(name: str) -> str:
     return au_name(int(match[1])) if match else name
 
 
+def _cells(row: dict) -> list[str]:
+    """A DictReader row's text: its fields, and the extra ones it files under None."""
+    cells = [value for key, value in row.items() if key is not None and value is not None]
+    return [*cells, *(row.get(None) or [])]
+
+
 def _parse_rows(
     manifest: Path, reader: csv.DictReader, root: Path, au_columns: dict[str, str]
 ) -> Iterator[dict]:
     """Each row as a dict of checked values; raises with the first problems found."""
     problems: list[str] = []
     for row in reader:
+        # The line the row starts on: the reader has counted the line breaks inside its quoted
+        # fields too, and a person looks for the row where it begins.
+        line = reader.line_num - sum(text.count("\n") for text in _cells(row))
         try:
             # DictReader files extra fields under None and fills missing ones with None; either
             # way the row's cells would land in the wrong columns, or be dropped.
             if None in row or None in row.values():
                 what = "more" if None in row else "fewer"
                 raise ConversionError(
-                    f"{manifest}, line {reader.line_num}: {what} fields than the header's "
+                    f"{manifest}, line {line}: {what} fields than the header's "
                     f"{len(reader.fieldnames or ())} columns; give every row one field per column"
                 )
-            yield _parse_row(row, manifest, reader.line_num, root, au_columns)
+            yield _parse_row(row, manifest, line, root, au_columns)
         except ConversionError as error:
             problems.append(str(error))
             if len(problems) == _MAX_PROBLEMS:

@@ -193,7 +193,7 @@ def predictions_file(run_dir: str | os.PathLike, checkpoint: Checkpoint) -> Path
 
 
 def checkpoint_file(run_dir: str | os.PathLike, checkpoint: Checkpoint) -> Path:
-    """``checkpoints/last.ckpt``, or the run's best checkpoint (:mod:`aunet.run_checkpoints`).
+    """``checkpoints/last.ckpt``, or the run's best checkpoint (:mod:`aunet.runs`).
 
     Raises:
         CVError: naming the run folder, when it has no such checkpoint.

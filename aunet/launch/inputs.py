@@ -79,7 +79,7 @@ def pretrain_fan(store: Path, extra: list[str]) -> Path:
     """Pre-train a FAN and copy its best checkpoint to checkpoints/.
 
     Best by validation NME on the landmark store's held-out subjects, which no AU experiment
-    scores on (``last.ckpt`` if no validation ran: :func:`aunet.run_checkpoints.best_checkpoint`).
+    scores on (``last.ckpt`` if no validation ran: :func:`aunet.runs.best_checkpoint`).
 
     The configs are ``experiments/fan.yaml`` and, when there is one, the store's own
     ``experiments/data/<store name>.yaml`` (``synthetic_landmarks.yaml`` sizes the CPU demo).

@@ -746,6 +746,8 @@ def broken_rows(draw: st.DrawFn) -> tuple[list[str], list[list[str]], int]:
 @settings(PROPERTY, max_examples=100)  # nine kinds of damage, each tried about ten times
 @given(drawn=broken_rows())
 @example(drawn=(["image", "subject", "frame", "AU1"], [["face.jpg", "A", "²", "1"]], 2))
+# An extra field holding a line break: the row spans lines 2-3 and is named by line 2.
+@example(drawn=(["image", "subject", "AU1"], [["face.jpg", "S1", "0", "\n"]], 2))
 def test_a_broken_manifest_row_is_refused_naming_its_line(drawn):
     header, rows, line = drawn
     with scratch() as folder, pytest.raises(ConversionError) as refused:
