@@ -6,6 +6,7 @@ LAUNCH=slurm`` on CPU to its report with a 2-task DDP fit per fold under ``srun`
 running fold as SLURM does before a time limit to see it save, requeue and resume.
 """
 
+import csv
 import json
 import os
 import re
@@ -283,3 +284,38 @@ def test_a_signalled_fold_saves_requeues_and_resumes_to_the_same_step(project, c
     report = json.loads((cv_dir / "report.json").read_text())
     assert report["frames"] == 20  # the devel partition: 2 subjects x 10 frames
     assert set(cv.read_predictions(cv_dir / "predictions.csv").fold) == {"devel"}
+
+
+@pytest.mark.slow
+def test_make_curve_on_slurm_runs_each_points_cross_validation_then_the_curve_job(project, cluster):
+    """`make curve ... LAUNCH=slurm`: a job array and report per point, then the curve job."""
+    folder, environment = project
+    write_store(folder / "data" / "disfa.h5", DISFA_SUBJECTS, 2, dataset="disfa", image_size=32)
+    args = (
+        "--data.image_size 32 --data.batch_size 8 --data.num_workers 0 --trainer.accelerator cpu "
+        "--trainer.max_epochs 1 --trainer.enable_progress_bar false --run.wandb offline"
+    )
+    command = ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "curve",
+               "EXP=adapt", "DATA=disfa", "SUBJECTS=2 all", "FOLDS=1", "LAUNCH=slurm",
+               f"PY={sys.executable}", f"FAN={folder / 'fan.pt'}", f"ARGS={args}"]  # fmt: skip
+    done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    points = re.findall(r"submitted fold array job (\d+) .* report job (\d+)", done.stdout)
+    curve_job = re.search(r"submitted curve job (\d+) after report jobs ([\d, ]+):", done.stdout)
+    assert len(points) == 2 and curve_job, done.stdout
+    assert curve_job.group(2).split(", ") == [report for _, report in points]
+    jobs = [job for point in points for job in point] + [curve_job.group(1)]
+    cluster.wait(jobs, timeout=600)
+    curves = folder / "runs" / "curves" / "disfa"
+    logs = logs_of(curves) + logs_of(folder / "runs" / "cv" / "adapt-disfa-subjects2")
+    assert cluster.state(curve_job.group(1)) == "COMPLETED", logs[-4000:]
+    for array_job, report_job in points:
+        assert cluster.state(f"{array_job}_1") == cluster.state(report_job) == "COMPLETED"
+    with (curves / "curve.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["experiment"], r["train_subjects"], r["subjects"]) for r in rows] == [
+        ("adapt", "2", "2"), ("adapt", "all", "18"),
+    ]  # fmt: skip
+    two = json.loads((folder / "runs/cv/adapt-disfa-subjects2/report.json").read_text())
+    assert float(rows[0]["icc_mean"]) == pytest.approx(two["icc_mean"])
+    assert two["frames"] == 2 * len(DISFA_SUBJECTS) // 3  # fold 1's held-out subjects
