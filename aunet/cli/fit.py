@@ -21,30 +21,37 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from aunet.cli.guards import (
+    FIT_INPUT_ERRORS,
+    FIT_STOP_HINT,
     check_accelerator,
     check_model_class,
     command_line,
     compare_resume_config,
+    fit_error_reason,
     lock_run_folder,
     run_folders_released,
     sigterm_exit_status,
     writable_run_folder,
 )
+from aunet.cli.run_settings import (
+    JOB_TYPES,
+    EvaluatedRun,
+    LogConfigToLoggers,
+    RunSettings,
+    holds_run,
+    last_checkpoint_callback,
+)
 from aunet.cli.wandb_runs import (
-    WandbMode,
-    logged_run_id,
     own_wandb_service,
     wandb_disabled,
     wandb_offline,
@@ -79,128 +86,9 @@ from aunet.training.callbacks import (
 from aunet.training.checkpoint_io import AtomicCheckpointIO
 from aunet.training.expected_time import ExpectedTime
 from aunet.training.fan_module import FANModule
-from aunet.training.notices import KEEP_NONE_VALUES, AUNetWandbLogger, silence_third_party_notices
+from aunet.training.notices import AUNetWandbLogger, silence_third_party_notices
 from aunet.training.precision import AUNetTrainer, choose_precision
 from aunet.training.requeue import SlurmRequeue
-
-#: W&B job type of a run per subcommand (the summary runs: ``cv-report``, ``table``).
-JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
-
-
-@dataclass
-class RunSettings:
-    """Where a run lives and how it is named and logged.
-
-    Args:
-        dir: the run folder; default ``runs/<experiment>/<dataset>/fold<k>/<timestamp>``.
-        experiment: the experiment's name (``reparam``, ``adapt``, ...).
-        wandb: ``auto`` = online when a W&B API key is configured (``wandb login``) or
-            ``WANDB_MODE=online``, otherwise offline; ``disabled`` = no W&B logger.
-        wandb_project: the W&B project.
-        overlay_every_n_epochs: heatmap overlay panel period (0 = never).
-        checkpoint_every_n_steps: also refresh ``last.ckpt`` every this many optimiser steps,
-            so a preempted job loses at most that much (0 = only at epoch ends).
-        allow_config_change: resume (``--ckpt_path``) with a config that differs from the
-            checkpoint's in what the run learns (the data, the optimisation, the seed); without
-            it such a resume is refused with the differences listed. Changes to how long and
-            where the run goes (``max_epochs``, devices, logging) are always allowed.
-        wandb_checkpoints: at the end of a fit, log its best checkpoint and ``last.ckpt`` as
-            W&B model artifacts (W&B copies each file, hence off by default).
-    """
-
-    dir: str | None = None
-    experiment: str = "adhoc"
-    wandb: WandbMode = "auto"
-    wandb_project: str = "aunet"
-    overlay_every_n_epochs: int = 5
-    checkpoint_every_n_steps: int = 0
-    allow_config_change: bool = False
-    wandb_checkpoints: bool = False
-
-
-@dataclass(frozen=True)
-class EvaluatedRun:
-    """The training run an evaluation (validate, test, predict) evaluates a checkpoint of.
-
-    Args:
-        dir: the training run's folder.
-        checkpoint: the checkpoint evaluated.
-        epoch: the checkpoint's epoch (0-based; None if it records none).
-    """
-
-    dir: Path
-    checkpoint: str
-    epoch: int | None
-
-    def wandb_config(self) -> dict[str, Any]:
-        """The evaluation's W&B config field ``training_run``, linking it to the training run.
-
-        ``{"training_run": {"dir", "wandb_id", "checkpoint", "epoch"}}``; ``wandb_id`` is None
-        for a training run without W&B.
-        """
-        wandb_id = logged_run_id(self.dir)
-        fields = {"dir": str(self.dir), "wandb_id": wandb_id, "checkpoint": self.checkpoint}
-        return {"training_run": {**fields, "epoch": self.epoch}}
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run already (its ``config.yaml`` or its checkpoints)."""
-    return (folder / CONFIG_FILE).is_file() or (folder / CHECKPOINT_FOLDER).is_dir()
-
-
-class LogConfigToLoggers(SaveConfigCallback):
-    """Save the resolved ``config.yaml`` in the run folder and log it to W&B as the run config.
-
-    The file goes to the run folder itself (the Trainer's ``default_root_dir``), not to a
-    logger's folder, so it sits beside ``checkpoints/`` and ``metrics.json`` whatever loggers run.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["save_to_log_dir"] = False
-        super().__init__(*args, **kwargs)
-
-    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Write ``config.yaml`` (rank zero) and log the config, complete, to W&B."""
-        folder = Path(trainer.default_root_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.parser.save(self.config, folder / self.config_filename, **KEEP_NONE_VALUES,
-                         overwrite=True, multifile=False)  # fmt: skip
-        for logger in trainer.loggers:
-            if isinstance(logger, AUNetWandbLogger):
-                logger.log_run_config(complete_config(self.config.as_dict(), pl_module))
-
-
-def complete_config(config: dict[str, Any], pl_module: pl.LightningModule) -> dict[str, Any]:
-    """The config with ``model.init_args`` as the model was built, for the W&B run config.
-
-    ``config.yaml`` keeps the options as given (so that it runs again); the values linked from
-    the data when the classes are built (the AU list, the crop settings) and those the module
-    resolves (the FAN's architecture) are only in the module's hyperparameters.
-    """
-    init_args = (config.get("model") or {}).get("init_args")
-    if isinstance(init_args, dict):
-        built = pl_module.hparams_initial
-        init_args.update({key: built[key] for key in init_args if key in built})
-    return config
-
-
-def last_checkpoint_callback(checkpoints: Path, **trigger: Any) -> ModelCheckpoint:
-    """A checkpoint callback that rewrites ``checkpoints/last.ckpt`` at every ``trigger``.
-
-    With no monitored metric and one file kept, Lightning saves at each trigger and overwrites
-    the file (no ``last-v1.ckpt``: the epoch-end and the step callbacks share it).
-
-    Args:
-        checkpoints: the run's checkpoint folder.
-        trigger: ``ModelCheckpoint``'s when-to-save arguments (``every_n_train_steps``, ...).
-    """
-    return ModelCheckpoint(
-        dirpath=checkpoints,
-        filename=Path(LAST_CHECKPOINT).stem,
-        save_top_k=1,
-        enable_version_counter=False,
-        **trigger,
-    )
 
 
 class AUNetCLI(LightningCLI):
@@ -474,39 +362,10 @@ def fan_main(args: list[str] | None = None) -> None:
         FANCLI(FANModule, LandmarkDataModule, subclass_mode_model=True, args=args)
 
 
-#: What a fit's user can put right: a bad option value, file or folder (aunet's own errors
-#: derive from ValueError or OSError), or a setting Lightning refuses.
-FIT_INPUT_ERRORS = (ValueError, OSError, MisconfigurationException)
-_FIT_STOP_HINT = (
-    "; resume from the run's checkpoints/last.ckpt with the same command and --ckpt_path "
-    "(make train ... RESUME=1)"
-)
-#: How jsonargparse reports an error raised while building the model (a ``class_path`` union).
-_UNION_FAILURE = "Does not validate against any of the Union subtypes"
-
-
-def fit_error_reason(error: BaseException) -> str:
-    """The error's message; for the model's own error, without jsonargparse's wrapping.
-
-    jsonargparse reports an exception of the model's ``__init__`` as a failure to match each
-    type of ``model`` (the class, or None) with the given values dumped after it; the reason
-    is the class's line.
-    """
-    message = str(error)
-    if not message.startswith(_UNION_FAILURE):
-        return message
-    reasons = [
-        line.strip().removeprefix("- ")
-        for line in message.splitlines()
-        if line.startswith("  - ") and "Expected a <class 'NoneType'>" not in line
-    ]
-    return "; ".join(reasons) or message
-
-
 #: The console scripts: input errors as one line with status 2, Ctrl-C as status 130.
-aunet_command = command_line("aunet", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
+aunet_command = command_line("aunet", FIT_INPUT_ERRORS, stop_hint=FIT_STOP_HINT,
                              catch_sigterm=False, describe=fit_error_reason)(main)  # fmt: skip
-fan_command = command_line("aunet-fan", FIT_INPUT_ERRORS, stop_hint=_FIT_STOP_HINT,
+fan_command = command_line("aunet-fan", FIT_INPUT_ERRORS, stop_hint=FIT_STOP_HINT,
                            catch_sigterm=False, describe=fit_error_reason)(fan_main)  # fmt: skip
 
 

@@ -352,3 +352,34 @@ def compare_resume_config(
         *lines(learned, "applied: --run.allow_config_change"),
         *lines(kept, "not applied: the model and its optimiser state come from the checkpoint"),
     ]
+
+
+#: What a fit's user can put right: a bad option value, file or folder (aunet's own errors
+#: derive from ValueError or OSError), or a setting Lightning refuses.
+FIT_INPUT_ERRORS = (ValueError, OSError, MisconfigurationException)
+FIT_STOP_HINT = (
+    "; resume from the run's checkpoints/last.ckpt with the same command and --ckpt_path "
+    "(make train ... RESUME=1)"
+)
+
+
+#: How jsonargparse reports an error raised while building the model (a ``class_path`` union).
+_UNION_FAILURE = "Does not validate against any of the Union subtypes"
+
+
+def fit_error_reason(error: BaseException) -> str:
+    """The error's message; for the model's own error, without jsonargparse's wrapping.
+
+    jsonargparse reports an exception of the model's ``__init__`` as a failure to match each
+    type of ``model`` (the class, or None) with the given values dumped after it; the reason
+    is the class's line.
+    """
+    message = str(error)
+    if not message.startswith(_UNION_FAILURE):
+        return message
+    reasons = [
+        line.strip().removeprefix("- ")
+        for line in message.splitlines()
+        if line.startswith("  - ") and "Expected a <class 'NoneType'>" not in line
+    ]
+    return "; ".join(reasons) or message

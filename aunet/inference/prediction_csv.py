@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aunet.inference.predictor import Face, Frame, InputError, Source
+from aunet.inference.face_finding import Face
+from aunet.inference.sources import Frame, InputError, Source
 
 #: OpenFace 2.2's intensity AUs (``AU.._r``), in its column order.
 OPENFACE_INTENSITY_AUS = (

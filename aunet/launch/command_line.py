@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from aunet.cli.guards import command_line
+from aunet.evaluation import crop_noise, cv, robustness
 from aunet.evaluation import curve as curves
-from aunet.evaluation import cv, robustness
 from aunet.evaluation.predictions import CVError, run_predictions
 from aunet.evaluation.table_rows import EXPERIMENT_ORDER, TableError, order_experiments
 from aunet.launch.configs import LaunchError
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--levels", type=float, nargs="+", default=list(robustness.NOISE_LEVELS),
         help="noise standard deviations, px at 256x256 (default 0 5 ... 55)",
     )  # fmt: skip
-    robust_parser.add_argument("--noise", choices=robustness.NOISE_MODES, default="landmarks")
+    robust_parser.add_argument("--noise", choices=crop_noise.NOISE_MODES, default="landmarks")
     robust_parser.add_argument("--seed", type=int, default=0, help="noise seed")
     robust_parser.add_argument(
         "--every", type=int, default=1, help="evaluate every n-th held-out frame"

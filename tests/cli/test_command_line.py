@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from checkpoint_factories import save_checkpoint, untrained_module
 
-from aunet.cli.fit import fit_error_reason
-from aunet.cli.guards import DEBUG_VARIABLE, Terminated, command_line
+from aunet.cli.guards import DEBUG_VARIABLE, Terminated, command_line, fit_error_reason
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -46,11 +46,11 @@ from scipy.io import savemat
 
 from aunet import launch, runs
 from aunet.aus import AU_LOCATIONS
-from aunet.cli.fit import fit_error_reason
 from aunet.cli.fit import main as aunet_main
 from aunet.cli.guards import (
     ResumeConfigError,
     RunFolderError,
+    fit_error_reason,
     lock_run_folder,
     run_folders_released,
 )

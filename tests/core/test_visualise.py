@@ -10,7 +10,7 @@ from checkpoint_factories import IMAGE_SIZE, untrained_module
 
 from aunet import visualise
 from aunet.aus import DATASET_AUS
-from aunet.inference import predict
+from aunet.inference import outputs
 from aunet.training.callbacks import HeatmapOverlays
 
 AUS = ("AU01", "AU02", "AU04")
@@ -159,8 +159,8 @@ def test_plot_of_an_openface_csv_has_gaps_without_a_face_and_no_rows_for_unestim
               for n in range(1, 5)]  # fmt: skip
     (tmp_path / "openface.csv").write_text("\n".join(lines) + "\n")
     drawn = {}
-    monkeypatch.setattr(predict, "plot_intensities", lambda *args: drawn.update(args=args))
-    predict.plot_csv(tmp_path / "openface.csv", tmp_path / "plot.png")
+    monkeypatch.setattr(outputs, "plot_intensities", lambda *args: drawn.update(args=args))
+    outputs.plot_csv(tmp_path / "openface.csv", tmp_path / "plot.png")
     x, intensities, names, _, xlabel = drawn["args"]
     assert names == ["AU01", "AU12"] and xlabel == "time (s)"
     np.testing.assert_allclose(x, [0.04, 0.08, 0.12, 0.16])

@@ -15,7 +15,7 @@ from wandb_records import artifact_table, config_of, records_of, run_records, wa
 from aunet import launch
 from aunet.data.folds import DISFA_SUBJECTS
 from aunet.data.store import FrameStore
-from aunet.evaluation import cv, robustness
+from aunet.evaluation import crop_noise, cv, robustness
 from aunet.evaluation.predictions import predict_run
 from aunet.faces.crop import transform_points
 from aunet.files import pyplot
@@ -29,12 +29,12 @@ def test_box_noise_shifts_the_crop_by_the_noise_scaled_to_the_stores_side():
     image = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     landmarks = face_landmarks(64, rng)
     # 8 px at 256 x 256 is 2 px in a 64-pixel crop.
-    moved, points = robustness.perturb_crop(image, landmarks, np.array([1.0, 0.0, 0.0]), 8, "box")
+    moved, points = crop_noise.perturb_crop(image, landmarks, np.array([1.0, 0.0, 0.0]), 8, "box")
     np.testing.assert_array_equal(moved[:, :62], image[:, 2:])
     assert not moved[:, 62:].any()  # outside the stored crop: black
     np.testing.assert_allclose(points, landmarks - [2.0, 0.0], atol=1e-4)
     # A larger side zooms out about the centre: the centre pixel stays, the landmarks move in.
-    _, zoomed = robustness.perturb_crop(image, landmarks, np.array([0.0, 0.0, 1.0]), 64, "box")
+    _, zoomed = crop_noise.perturb_crop(image, landmarks, np.array([0.0, 0.0, 1.0]), 64, "box")
     centre = (64 - 1) / 2
     np.testing.assert_allclose(zoomed - centre, (landmarks - centre) * 64 / 80, atol=1e-4)
 
@@ -43,16 +43,16 @@ def test_landmark_noise_registers_the_moved_anchors_where_the_clean_ones_are():
     rng = np.random.default_rng(1)
     landmarks = face_landmarks(128, rng)
     image = draw_face(landmarks, 128)
-    noise = robustness.unit_noise(7, seed=3, mode="landmarks")
-    moved_image, moved = robustness.perturb_crop(image, landmarks, noise, 20.0, "landmarks")
-    anchors = landmarks[list(robustness.ANCHORS)]
+    noise = crop_noise.unit_noise(7, seed=3, mode="landmarks")
+    moved_image, moved = crop_noise.perturb_crop(image, landmarks, noise, 20.0, "landmarks")
+    anchors = landmarks[list(crop_noise.ANCHORS)]
     noisy_anchors = anchors + noise * 20.0 * 128 / 256
-    affine = robustness.anchor_affine(anchors, noise * 10.0)
+    affine = crop_noise.anchor_affine(anchors, noise * 10.0)
     np.testing.assert_allclose(transform_points(noisy_anchors, affine), anchors, atol=1e-3)
     np.testing.assert_allclose(moved, transform_points(landmarks, affine), atol=1e-3)
     assert moved_image.shape == image.shape and not np.array_equal(moved_image, image)
     # Zero noise is no resampling at all.
-    same_image, same = robustness.perturb_crop(image, landmarks, noise, 0.0, "landmarks")
+    same_image, same = crop_noise.perturb_crop(image, landmarks, noise, 0.0, "landmarks")
     assert same_image is image and same is landmarks
 
 
@@ -62,7 +62,7 @@ def test_unknown_anchors_fall_back_and_noise_is_per_frame_and_reproducible(tmp_p
     store = FrameStore(store_path)
     rows = np.arange(6)
     frames = robustness.PerturbedFrames(store, rows, 32, 30.0, "landmarks", seed=0)
-    known = store.read_all("landmarks")[[0, 2, 3, 4, 5]][:, list(robustness.ANCHORS)]
+    known = store.read_all("landmarks")[[0, 2, 3, 4, 5]][:, list(crop_noise.ANCHORS)]
     np.testing.assert_allclose(frames.fallback_anchors, np.median(known, axis=0))
     assert not np.array_equal(frames[1]["image"], store.image(1))  # no landmarks, still moved
     # A frame gets the same crop in any subset and order; another seed, another crop.
@@ -71,7 +71,7 @@ def test_unknown_anchors_fall_back_and_noise_is_per_frame_and_reproducible(tmp_p
         np.testing.assert_array_equal(alone[item]["image"], frames[row]["image"])
     other = robustness.PerturbedFrames(store, rows, 32, 30.0, "landmarks", seed=1)
     assert not np.array_equal(other[3]["image"], frames[3]["image"])
-    noise = [robustness.unit_noise(row, 0, "box") for row in (1, 2)]
+    noise = [crop_noise.unit_noise(row, 0, "box") for row in (1, 2)]
     assert not np.array_equal(*noise)
 
 

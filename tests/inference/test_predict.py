@@ -15,16 +15,16 @@ from skimage.data import astronaut
 from aunet.aus import DATASET_AUS
 from aunet.faces.crop import DEFAULT_MARGIN, crop_face
 from aunet.faces.detect import Detection, FaceBox, LandmarkDetector
-from aunet.inference.predict import main, plot_csv
-from aunet.inference.predictor import (
+from aunet.inference.face_finding import (
     MIN_SIMILARITY,
     AllFaceFinder,
-    CheckpointError,
     FaceFinder,
-    Stopwatch,
     detection_confidence,
-    load_predictor,
 )
+from aunet.inference.outputs import plot_csv
+from aunet.inference.predict import main
+from aunet.inference.predictor import CheckpointError, load_predictor
+from aunet.inference.sources import Stopwatch
 from aunet.models import FAN
 
 AUS = DATASET_AUS["synthetic"]
