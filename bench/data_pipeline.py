@@ -3,10 +3,10 @@
 Writes the same face crops (:func:`bench.storage.face_crops`: jittered, noisy 256 x 256 crops of
 ``skimage.data.astronaut()``, so that JPEG's size and decode time are those of real crops) with
 landmarks spread over the face and 12 intensities into a frame store through
-:class:`aunet.data.store.FrameStoreWriter`, in the chosen encoding (JPEG q95, the default) and
-the alternative (raw), then loads them as training does: :class:`aunet.data.dataset.FrameDataset`
-with :class:`aunet.data.augment.TrainAugmentation` and :func:`aunet.data.dataset.collate_frames`,
-in shuffled batches of 48. Reported per encoding:
+:class:`aunet.data.store_writer.FrameStoreWriter`, in the chosen encoding (JPEG q95, the default)
+and the alternative (raw), then loads them as training does:
+:class:`aunet.data.dataset.FrameDataset` with :class:`aunet.data.augment.TrainAugmentation` and
+:func:`aunet.data.dataset.collate_frames`, in shuffled batches of 48. Reported per encoding:
 
 * in-process (one torch thread, as in a worker): images per CPU-second of this process over
   one pass, and the CPU milliseconds
@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from aunet.data.augment import TrainAugmentation
 from aunet.data.dataset import FrameDataset, collate_frames
-from aunet.data.store import FrameStoreWriter
+from aunet.data.store_writer import FrameStoreWriter
 from bench.common import record
 from bench.heatmaps import AUS, random_labels
 from bench.storage import face_crops

@@ -1,7 +1,7 @@
 """Frame store encodings compared: bytes per frame and read + decode speed per core.
 
 Writes the same face crops as raw uint8 and as JPEG (quality 90 and 95) through
-:class:`aunet.data.store.FrameStoreWriter`, then reads them back in random order through
+:class:`aunet.data.store_writer.FrameStoreWriter`, then reads them back in random order through
 :class:`aunet.data.store.FrameStore` (what training does) in one process, and reports
 
 - bytes per frame, from the file size (so HDF5 overhead included);
@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 from skimage.data import astronaut
 
-from aunet.data.store import FrameStore, FrameStoreWriter, decode_jpeg, encode_jpeg
+from aunet.data.store import FrameStore, decode_jpeg, encode_jpeg
+from aunet.data.store_writer import FrameStoreWriter
 from aunet.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, CropBox, crop_face
 from bench.common import machine, record
 

@@ -50,10 +50,9 @@ from aunet.data.store import (
     MAX_INTENSITY,
     SCHEMA_VERSION,
     FrameStore,
-    FrameStoreWriter,
     StoreError,
-    merge_stores,
 )
+from aunet.data.store_writer import FrameStoreWriter, merge_stores
 from aunet.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, crop_face
 from aunet.faces.detect import (
     DEFAULT_DETECT_SIDE,

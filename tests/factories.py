@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from aunet.aus import DATASET_AUS, FLIP_PERMUTATION
-from aunet.data.store import FrameStoreWriter
+from aunet.data.store_writer import FrameStoreWriter
 
 # The face's left half (image left) and midline in unit coordinates (x right, y down), iBUG
 # order; the right half is its mirror image through FLIP_PERMUTATION.

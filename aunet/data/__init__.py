@@ -14,7 +14,7 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "FrameStore": "store",
-    "FrameStoreWriter": "store",
+    "FrameStoreWriter": "store_writer",
     "StoreError": "store",
     "DISFA_FOLDS": "folds",
     "DISFA_SUBJECTS": "folds",

@@ -44,7 +44,7 @@ def check_outputs(
     """Refuse, before any work, an output that would overwrite an input or another output.
 
     Args:
-        sources: the inputs (:func:`aunet.inference.predictor.collect_sources`).
+        sources: the inputs (:func:`aunet.inference.sources.collect_sources`).
         checkpoint: the ``--ckpt`` file.
         outputs: flag (``--out``, ``--overlay``, ``--plot``) -> path, None where not given.
             An ``--overlay`` without a video suffix is a folder of PNGs: it may not hold an

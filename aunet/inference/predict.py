@@ -210,7 +210,7 @@ def predict(
         strict_length: a video that decodes another number of frames than it declares is an
             error (nothing written) instead of a warning on stderr and in the summary line.
         all_faces: a row for every face of each frame, numbered by ``face_id`` from frame to
-            frame (:class:`~aunet.inference.predictor.AllFaceFinder`), instead of the one tracked
+            frame (:class:`~aunet.inference.face_finding.AllFaceFinder`), instead of the one tracked
             face. Not with ``overlay`` or ``plot``, which draw one face per frame.
         csv_format: ``openface`` (OpenFace 2.2's layout, one CSV per input) or ``aunet``
             (:mod:`aunet.inference.prediction_csv`).

@@ -3,15 +3,8 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from aunet.data.store import (
-    SCHEMA_VERSION,
-    FrameStore,
-    FrameStoreWriter,
-    StoreError,
-    decode_jpeg,
-    encode_jpeg,
-    merge_stores,
-)
+from aunet.data.store import SCHEMA_VERSION, FrameStore, StoreError, decode_jpeg, encode_jpeg
+from aunet.data.store_writer import FrameStoreWriter, merge_stores
 
 AUS = ("AU01", "AU12")
 
