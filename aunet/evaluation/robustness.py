@@ -69,7 +69,7 @@ from aunet.evaluation.crop_noise import (
     store_fallback_anchors,
 )
 from aunet.evaluation.predictions import CVError, Predictions, require_same_aus, run_data
-from aunet.files import atomic_path, markdown_table, pyplot, save_figure, write_csv
+from aunet.files import atomic_path, format_number, markdown_table, pyplot, save_figure, write_csv
 from aunet.runs import last_checkpoint, latest_finished_run
 
 if TYPE_CHECKING:
@@ -206,16 +206,12 @@ def robustness_curve(
             intervals=intervals(predictions, DEFAULT_SETTINGS),
         )
         print(
-            f"noise {level:5.1f} px: ICC {_text(result['icc_mean'])}  "
-            f"MSE {_text(result['mse_mean'])}",
+            f"noise {level:5.1f} px: ICC {format_number(result['icc_mean'])}  "
+            f"MSE {format_number(result['mse_mean'])}",
             flush=True,
         )
         curve.append(result)
     return curve
-
-
-def _text(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,9 +297,9 @@ def curve_markdown(
             f"{p['noise_px']:g}",
             f"{p['noise_store_px']:.1f}",
             str(p["frames"]),
-            _text(p["icc_mean"]),
+            format_number(p["icc_mean"]),
             format_interval(p["intervals"]["icc_mean"]),
-            _text(p["mse_mean"]),
+            format_number(p["mse_mean"]),
             format_interval(p["intervals"]["mse_mean"]),
         ]
         for p in curve
