@@ -74,8 +74,19 @@ def tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text().splitlines()[-lines:])
 
 
+def part_names(out: Path, pattern: str) -> set[str]:
+    """The names in ``<out>.parts/`` matching ``pattern``; none once the folder is gone.
+
+    The conversion removes the folder after merging, possibly while it is being listed.
+    """
+    try:
+        return {p.name for p in parts_folder(out).glob(pattern)}
+    except FileNotFoundError:
+        return set()
+
+
 def finished_parts(out: Path) -> set[str]:
-    return {p.name for p in parts_folder(out).glob("*.h5")} if parts_folder(out).exists() else set()
+    return part_names(out, "*.h5")
 
 
 #: Moments of a conversion to kill it at (each followed by a random delay): while it starts and
@@ -83,7 +94,7 @@ def finished_parts(out: Path) -> set[str]:
 #: the parts merge into ``<out>.partial``, and after the rename, before the parts are removed.
 MOMENTS: dict[str, Callable[[Path, set[str]], bool]] = {
     "starting": lambda out, before: True,
-    "converting": lambda out, before: any(parts_folder(out).glob("*.h5.partial")),
+    "converting": lambda out, before: bool(part_names(out, "*.h5.partial")),
     "part finished": lambda out, before: bool(finished_parts(out) - before),
     "merging": lambda out, before: Path(f"{out}.partial").exists(),
     "merged": lambda out, before: out.exists(),

@@ -59,7 +59,10 @@ def common_args(
 
 def run_aunet(arguments: list[str]) -> None:
     """``aunet`` in a child process, which can import this module's callbacks."""
-    path = os.pathsep.join([str(EXPERIMENTS.parent), str(Path(__file__).parents[1])])
+    # The repository, this test's folder (the callback class path names this module) and the
+    # shared factories' folder.
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(EXPERIMENTS.parent), str(here), str(here.parent)])
     environment = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([AUNET, *arguments], env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

@@ -80,7 +80,10 @@ def start_fit(inputs: tuple[Path, Path], run_dir: Path, clock: Path, pause: floa
         # The test clock's pause differs between the killed fits and the last one: a callback
         # change, which a resume refuses unless told (docs/errors.md, E45).
         command += ["--ckpt_path", str(checkpoint), "--run.allow_config_change", "true"]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    # The repository, this test's folder (the StepClock class path names this module) and the
+    # shared factories' folder.
+    folders = [REPO, Path(__file__).resolve().parent, REPO / "tests"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, folders))}
     clock.unlink(missing_ok=True)
     with log.open("a") as output:
         output.write(f"\n+ {' '.join(command)}\n")
