@@ -49,12 +49,20 @@ CURVES_ROOT = Path("runs/curves")
 SETTINGS_FOLDER = Path("experiments/curve")
 #: The numbers of training subjects of the study (``all``: every training subject).
 SIZES: tuple[int | str, ...] = (1, 2, 4, 9, "all")
-#: The experiments of ``make curve`` without ``EXPS``: scratch and three transfer strategies.
+#: The experiments of ``make curve`` without ``EXP``: scratch and three transfer strategies.
 EXPERIMENTS = ("scratch", "finetune", "adapt", "reparam")
 #: Folds a dataset's study trains by default where it is not all of them: the synthetic
 #: default's reduced budget (fold 1 only, with ``experiments/curve/synthetic.yaml``) keeps the
 #: whole study under an hour on two CPU cores. ``--folds 1 2 3`` trains every fold.
 QUICK_FOLDS: Mapping[str, tuple[int, ...]] = {"synthetic": (1,)}
+
+
+def study_folds(dataset: str, folds: Sequence[int] | None) -> tuple[int, ...] | None:
+    """The folds asked for, else the dataset's :data:`QUICK_FOLDS`, else None (every fold)."""
+    chosen = folds or QUICK_FOLDS.get(dataset)
+    return tuple(chosen) if chosen else None
+
+
 #: The columns of ``curve.csv``, one row per experiment and number of subjects.
 COLUMNS = (
     "experiment", "train_subjects", "subjects", "icc_mean", "icc_low", "icc_high",

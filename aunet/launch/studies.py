@@ -137,7 +137,7 @@ def data_efficiency_curve(
             a store that cannot be read.
     """
     require_seeds(seeds)
-    folds = folds or curves.QUICK_FOLDS.get(dataset)
+    folds = curves.study_folds(dataset, folds)
     prepare_stores(dataset, progress.Stages(("stores",)))
     available = training_subject_count(dataset, folds)
     too_many = [size for size in sizes if size != "all" and int(size) > available]
@@ -159,7 +159,7 @@ def data_efficiency_curve(
             print(f"\n=== {plan.experiment} on {dataset}, {subjects} training subject{plural}: "
                   "cross-validation", flush=True)  # fmt: skip
             cross_validate_locally(plan)
-        write_curve(dataset, experiments, sizes, folds, extra)
+        write_curve(dataset, experiments, sizes, folds, extra, available)
         return
     report_jobs = [submit_to_slurm(plan, sbatch_args, fold_args)[1] for plan in plans]
     build = ["curve-report", "--data", dataset, "--exps", *experiments,
@@ -177,9 +177,15 @@ def write_curve(
     sizes: Sequence[int | str],
     folds: Sequence[int] | None,
     extra: Sequence[str],
+    all_subjects: int | None = None,
 ) -> None:
-    """Write ``runs/curves/<dataset>/curve.{csv,png,md}``, log it to W&B and print it."""
-    all_subjects = training_subject_count(dataset, folds or curves.QUICK_FOLDS.get(dataset))
+    """Write ``runs/curves/<dataset>/curve.{csv,png,md}``, log it to W&B and print it.
+
+    ``all_subjects``: how many training subjects ``all`` is, when the caller counted them
+    already (counting opens the store once per fold).
+    """
+    if all_subjects is None:
+        all_subjects = training_subject_count(dataset, curves.study_folds(dataset, folds))
     files = curves.build_curve(dataset, experiments, sizes, all_subjects)
     mode, project = wandb_settings(extra)
     curves.log_curve_to_wandb(files, dataset, mode=mode, project=project)

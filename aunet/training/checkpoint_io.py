@@ -123,4 +123,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Raises:
             CheckpointError: naming the file (:func:`load_weights_only`).
         """
+        # A remote file (s3://, ...) goes through Lightning's fsspec reader, weights-only too.
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         return load_weights_only(path, map_location=map_location)

@@ -298,3 +298,18 @@ def test_last_checkpoint_is_the_final_state_when_later_epochs_are_worse(
     assert (run_dir / "metrics.json").read_bytes() == metrics_file  # its metrics kept
     assert csv_rows(run_dir) == rows  # no epoch trained or logged again
     assert (checkpoints / "last.ckpt").read_bytes() == last_bytes
+
+
+def test_a_remote_checkpoint_is_read_through_fsspec_weights_only():
+    """`--ckpt_path s3://...` works as in Lightning: fsspec's in-memory file system stands in."""
+    import io
+
+    import fsspec
+
+    from aunet.training.checkpoint_io import AtomicCheckpointIO
+
+    buffer = io.BytesIO()
+    torch.save({"global_step": 3}, buffer)
+    with fsspec.open("memory://aunet/last.ckpt", "wb") as file:
+        file.write(buffer.getvalue())
+    assert AtomicCheckpointIO().load_checkpoint("memory://aunet/last.ckpt") == {"global_step": 3}
